@@ -1,0 +1,1 @@
+"""The data plane: a fast, safe model server for the Open Inference Protocol v2."""

@@ -1,0 +1,1 @@
+"""The training workload: `mlops train` fits, evaluates, gates and publishes a model."""
