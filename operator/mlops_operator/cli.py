@@ -1,9 +1,54 @@
-"""The `mlops` command line."""
+"""The `mlops` command line: one entrypoint for the operator, the workloads and the user."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
+
+from mlops_operator import crd, manifests
 
 
 @click.group()
 @click.version_option(package_name="mlops-operator")
 def main() -> None:
     """Train scikit-learn models and roll them out safely, on Kubernetes or on this machine."""
+
+
+@main.command()
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one file per CRD here instead of printing them.",
+)
+def crds(output_dir: Path | None) -> None:
+    """Print the CustomResourceDefinitions generated from the API models."""
+    if output_dir is None:
+        click.echo("---\n".join(crd.render(resource) for resource in crd.RESOURCES), nl=False)
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for resource in crd.RESOURCES:
+        (output_dir / crd.filename(resource)).write_text(crd.render(resource))
+        click.echo(f"wrote {output_dir / crd.filename(resource)}")
+
+
+@main.command()
+@click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A manifest file or a directory of them; repeatable.",
+)
+def validate(paths: tuple[Path, ...]) -> None:
+    """Check TrainingJob and ModelDeployment manifests without a cluster."""
+    try:
+        resources = manifests.load(paths)
+    except manifests.ManifestError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    for resource in resources:
+        click.echo(f"{resource.kind.lower()}/{resource.metadata.name} valid")

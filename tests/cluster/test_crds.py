@@ -1,110 +1,106 @@
-"""CRDs are accepted by a real API server, print their columns, and reject invalid objects."""
+"""The committed CRDs on a real API server: Established, printer columns, invalid specs rejected."""
 
 from __future__ import annotations
 
+import copy
 import json
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
-from .harness import REPO, Cluster, wait_for
+from tests.corpus import InvalidManifest, crd_documents, example_documents, invalid_manifests
 
-HERE = Path(__file__).parent
-CRD_FILES = sorted([*(REPO / "crds").glob("*.yaml"), *(HERE / "data" / "crds").glob("*.yaml")])
-INVALID_FILES = sorted(
-    [
-        *(REPO / "tests" / "data" / "invalid").glob("*.yaml"),
-        *(HERE / "data" / "invalid").glob("*.yaml"),
-    ]
-)
-VALID_FILES = sorted(
-    [*(REPO / "examples").rglob("*.yaml"), *(HERE / "data" / "valid").glob("*.yaml")]
-)
-EXPECT = re.compile(r"^#\s*expect:\s*(.+?)\s*$", re.MULTILINE)
+from .harness import Cluster, wait_for
+
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+CRDS = crd_documents()
+EXAMPLES = [
+    pytest.param(name, doc, id=f"{name}:{doc['metadata']['name']}")
+    for name, doc in example_documents()
+]
 
 
-def crds_in(path: Path) -> list[dict[str, Any]]:
-    docs = yaml.safe_load_all(path.read_text())
-    return [d for d in docs if d and d.get("kind") == "CustomResourceDefinition"]
+@pytest.fixture(scope="module")
+def installed_crds(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    cluster.apply(*CRDS.values())
+    ext = client.ApiextensionsV1Api(cluster.api)
+    for crd in CRDS.values():
+        name = crd["metadata"]["name"]
+        wait_for(f"CRD {name} Established", lambda name=name: established(ext, name), 60)
+    return CRDS
+
+
+def established(ext: client.ApiextensionsV1Api, name: str) -> bool:
+    conditions = ext.read_custom_resource_definition(name).status.conditions or []
+    status = {c.type: c.status for c in conditions}
+    return status.get("Established") == "True" and status.get("NamesAccepted") == "True"
 
 
 def storage_version(crd: dict[str, Any]) -> dict[str, Any]:
     return next(v for v in crd["spec"]["versions"] if v.get("storage"))
 
 
-@pytest.fixture(scope="module")
-def installed_crds(cluster: Cluster) -> list[dict[str, Any]]:
-    crds = [crd for path in CRD_FILES for crd in crds_in(path)]
-    cluster.apply(*crds)
-    ext = client.ApiextensionsV1Api(cluster.api)
-    for crd in crds:
-        name = crd["metadata"]["name"]
-        wait_for(f"CRD {name} Established", lambda name=name: _established(ext, name), 60)
-    return crds
+def printer_columns(crd: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in storage_version(crd).get("additionalPrinterColumns", [])]
 
 
-def _established(ext: client.ApiextensionsV1Api, name: str) -> bool:
-    conditions = ext.read_custom_resource_definition(name).status.conditions or []
-    status = {c.type: c.status for c in conditions}
-    return status.get("Established") == "True" and status.get("NamesAccepted") == "True"
+def resource_name(crd: dict[str, Any]) -> str:
+    return f"{crd['spec']['names']['plural']}.{crd['spec']['group']}"
 
 
-@pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("kind", sorted(CRDS))
 def test_crd_is_established_and_serves_its_printer_columns(
-    cluster: Cluster, installed_crds: list[dict[str, Any]], namespace: str, path: Path
+    cluster: Cluster, installed_crds: dict[str, dict[str, Any]], namespace: str, kind: str
 ) -> None:
-    for crd in crds_in(path):
-        version = storage_version(crd)
-        expected = [c["name"] for c in version.get("additionalPrinterColumns", [])]
-        assert expected == _table_columns(cluster, crd, namespace)[1 : len(expected) + 1]
+    crd = installed_crds[kind]
+    expected = printer_columns(crd)
+    assert expected, f"{kind} has no printer columns"
+    assert table_columns(cluster, crd, namespace)[1 : len(expected) + 1] == expected
 
 
-def _table_columns(cluster: Cluster, crd: dict[str, Any], namespace: str) -> list[str]:
-    spec, version = crd["spec"], storage_version(crd)["name"]
+def table_columns(cluster: Cluster, crd: dict[str, Any], namespace: str) -> list[str]:
+    """The columns the API server's Table output has (what `kubectl get` prints)."""
+    spec = crd["spec"]
     scope = f"/namespaces/{namespace}" if spec["scope"] == "Namespaced" else ""
-    url = f"/apis/{spec['group']}/{version}{scope}/{spec['names']['plural']}"
+    url = f"/apis/{spec['group']}/{storage_version(crd)['name']}{scope}/{spec['names']['plural']}"
     request = cluster.api.param_serialize(
         "GET", url, header_params={"Accept": TABLE}, auth_settings=["BearerToken"]
     )
     response = cluster.api.call_api(*request[:3])
     response.read()
-    data = json.loads(response.data)
-    return [c["name"] for c in data["columnDefinitions"]]
+    return [c["name"] for c in json.loads(response.data)["columnDefinitions"]]
 
 
-@pytest.mark.parametrize("path", VALID_FILES, ids=lambda p: p.name)
-def test_kubectl_get_shows_printer_columns(
-    cluster: Cluster, installed_crds: list[dict[str, Any]], namespace: str, path: Path
+@pytest.mark.parametrize(("name", "document"), EXAMPLES)
+def test_example_is_accepted_and_kubectl_get_shows_its_columns(
+    cluster: Cluster,
+    installed_crds: dict[str, dict[str, Any]],
+    namespace: str,
+    name: str,
+    document: dict[str, Any],
 ) -> None:
-    kinds = {(c["spec"]["group"], c["spec"]["names"]["kind"]): c for c in installed_crds}
-    for doc in yaml.safe_load_all(path.read_text()):
-        crd = kinds.get((doc["apiVersion"].split("/")[0], doc["kind"]))
-        if crd is None:
-            continue
-        cluster.apply(doc, namespace=namespace)
-        resource = f"{crd['spec']['names']['plural']}.{crd['spec']['group']}"
-        header = cluster.kubectl("get", resource, f"--namespace={namespace}").stdout.splitlines()[0]
-        columns = [
-            c["name"].upper() for c in storage_version(crd).get("additionalPrinterColumns", [])
-        ]
-        assert header.split() == ["NAME", *columns]
+    crd = installed_crds[document["kind"]]
+    manifest = copy.deepcopy(document)
+    manifest["metadata"].pop("namespace", None)
+    cluster.apply(manifest, namespace=namespace)
+    output = cluster.kubectl("get", resource_name(crd), f"--namespace={namespace}").stdout
+    header, row = output.splitlines()[:2]
+    expected = ["NAME", *(c.upper() for c in printer_columns(crd))]
+    assert header.split()[: len(expected)] == expected
+    assert row.split()[0] == manifest["metadata"]["name"]
 
 
-@pytest.mark.parametrize("path", INVALID_FILES, ids=lambda p: p.name)
-def test_invalid_manifest_is_rejected_with_its_message(
-    cluster: Cluster, installed_crds: list[dict[str, Any]], namespace: str, path: Path
+@pytest.mark.parametrize("case", invalid_manifests(), ids=lambda c: c.id)
+def test_invalid_manifest_is_rejected_by_the_api_server(
+    cluster: Cluster,
+    installed_crds: dict[str, dict[str, Any]],
+    namespace: str,
+    case: InvalidManifest,
 ) -> None:
-    text = path.read_text()
-    expected = EXPECT.findall(text)
-    assert expected, f"{path} has no '# expect: <message>' line"
     result = cluster.kubectl(
-        "create", "--dry-run=server", f"--namespace={namespace}", "-f", str(path), check=False
+        "create", "--dry-run=server", f"--namespace={namespace}", "-f", str(case.path), check=False
     )
-    assert result.returncode != 0, f"{path.name} was accepted:\n{result.stdout}"
-    for message in expected:
+    assert result.returncode != 0, f"{case.path.name} was accepted:\n{result.stdout}"
+    for message in case.expect:
         assert message in result.stderr
