@@ -80,9 +80,9 @@ class ServerSettings(BaseSettings):
         description="Effective number of recent rows in the served-input statistics that drift "
         "(PSI) is computed from (an exponentially decaying histogram).",
     )
-    graceful_timeout: float = Field(
-        default=30.0,
-        ge=0.0,
+    graceful_timeout: int = Field(
+        default=30,
+        ge=0,
         description="Seconds to let in-flight requests finish after SIGTERM.",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")

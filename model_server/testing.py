@@ -7,6 +7,12 @@ binaries.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from model_server import artifact
+from model_server.dataplane import DataPlane
+from model_server.settings import ServerSettings
 
 
 def feature_stats(frame: pd.DataFrame, bins: int = 10) -> dict[str, dict[str, Any]]:
@@ -90,3 +98,97 @@ def write_artifact(
         digest = artifact.compute_digest(directory)
     (directory / artifact.DIGEST_FILE).write_text(digest + "\n")
     return digest
+
+
+def iris_artifact(directory: Path, *, version: str = "1") -> str:
+    """A StandardScaler + LogisticRegression pipeline on iris; returns the digest."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame, target = load_iris(return_X_y=True, as_frame=True)
+    frame.columns = [c.replace(" (cm)", "").replace(" ", "_") for c in frame.columns]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    return write_artifact(directory, model, frame, target, name="iris", version=version)
+
+
+@contextlib.contextmanager
+def running_server(settings: ServerSettings, data_plane: DataPlane | None = None) -> Iterator[str]:
+    """An in-process server on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    from model_server.app import create_app
+
+    app = create_app(settings, data_plane or DataPlane(settings), on_fatal=lambda: None)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=settings.graceful_timeout,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the in-process server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def wait_ready(base_url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if http(base_url, "GET", "/v2/health/ready")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{base_url} not ready after {timeout}s")
+
+
+def http(
+    base_url: str,
+    method: str,
+    path: str,
+    body: bytes | str | dict[str, Any] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, Any]:
+    """One request; returns the status and the JSON body (or the raw bytes if not JSON)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port, timeout=timeout
+    )
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    try:
+        return response.status, json.loads(data)
+    except ValueError:
+        return response.status, data
