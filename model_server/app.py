@@ -90,8 +90,10 @@ class App:
         settings: ServerSettings,
         data_plane: DataPlane,
         on_fatal: Callable[[], None] | None = None,
+        load_before_serving: bool = False,
     ) -> None:
         self.settings = settings
+        self.load_before_serving = load_before_serving
         self.data_plane = data_plane
         self.on_fatal = on_fatal or _terminate_self
         self.routes = self._route_table()
@@ -242,7 +244,12 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self.data_plane.model is None:
+                if self.data_plane.model is None and self.load_before_serving:
+                    if not await self.data_plane.load_async():
+                        message = f"refusing to serve: {self.data_plane.load_error}"
+                        await send({"type": "lifespan.startup.failed", "message": message})
+                        return
+                elif self.data_plane.model is None:
                     self._load_task = asyncio.create_task(self._load())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -268,10 +275,14 @@ def create_app(
     data_plane: DataPlane,
     *,
     on_fatal: Callable[[], None] | None = None,
+    load_before_serving: bool = False,
 ) -> App:
     """The ASGI app serving ``data_plane``; it loads the model at startup unless loaded.
 
-    ``on_fatal`` is called when the model must not be served (default: SIGTERM this process,
-    so the server stops and the process exits non-zero).
+    By default the model loads in the background: the server answers (live, not ready) while
+    it loads, and ``on_fatal`` is called when the model must not be served (default: SIGTERM
+    this process). With ``load_before_serving`` the startup waits for the model and fails if
+    it cannot be served; worker processes sharing one port use this, so that no worker accepts
+    requests before it can answer them.
     """
-    return App(settings, data_plane, on_fatal)
+    return App(settings, data_plane, on_fatal, load_before_serving)

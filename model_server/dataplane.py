@@ -86,6 +86,9 @@ class DataPlane:
             max_wait=self.settings.max_batch_wait,
             size=lambda item: item.rows,
         )
+        self._predict_type = (
+            datatype_of(np.asarray(loaded.classes)) if loaded.classes is not None else "FP64"
+        )
         self.metrics = metrics
         self.model = loaded
         metrics.ready.labels(loaded.name, self.settings.variant).set(1)
@@ -134,12 +137,8 @@ class DataPlane:
             }
             for feature, dtype in zip(loaded.feature_names, loaded.feature_dtypes, strict=True)
         ]
-        if loaded.classes is not None:
-            predict_type = datatype_of(np.asarray(loaded.classes))
-        else:
-            predict_type = "FP64"
         outputs: list[dict[str, Any]] = [
-            {"name": "predict", "datatype": predict_type, "shape": [-1]}
+            {"name": "predict", "datatype": self._predict_type, "shape": [-1]}
         ]
         if loaded.has_proba:
             outputs.append(
@@ -172,7 +171,10 @@ class DataPlane:
         assert self._batcher is not None
         try:
             request = self.decoder.decode(body)
-            prediction = await self._batcher.submit(request)
+            if request.rows:
+                prediction = await self._batcher.submit(request)
+            else:  # nothing to predict: no model call
+                prediction = Prediction([], self._predict_type, [] if request.want_proba else None)
         except ServerError as error:
             self.rejected(error, start)
             raise
