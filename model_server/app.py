@@ -246,8 +246,8 @@ class App:
             if message["type"] == "lifespan.startup":
                 if self.data_plane.model is None and self.load_before_serving:
                     if not await self.data_plane.load_async():
-                        message = f"refusing to serve: {self.data_plane.load_error}"
-                        await send({"type": "lifespan.startup.failed", "message": message})
+                        failure = f"refusing to serve: {self.data_plane.load_error}"
+                        await send({"type": "lifespan.startup.failed", "message": failure})
                         return
                 elif self.data_plane.model is None:
                     self._load_task = asyncio.create_task(self._load())
