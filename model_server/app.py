@@ -204,7 +204,16 @@ class App:
             self.data_plane.rejected(error, start)
             raise
         name, version = request.params["name"], request.params.get("version")
-        return 200, await self.data_plane.infer(name, version, body), JSON
+        header_length = None
+        for key, value in request.scope["headers"]:
+            if key == b"inference-header-content-length":
+                try:
+                    header_length = int(value)
+                except ValueError:
+                    invalid = InvalidInput("invalid Inference-Header-Content-Length header", "http")
+                    self.data_plane.rejected(invalid, start)
+                    raise invalid from None
+        return 200, await self.data_plane.infer(name, version, body, header_length), JSON
 
     async def live(self, request: Request) -> Response:
         return _json(200, {"live": self.data_plane.live()})

@@ -170,12 +170,18 @@ class DataPlane:
 
     # inference -------------------------------------------------------------------------------
 
-    async def infer(self, name: str, version: str | None, body: bytes) -> bytes:
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        body: bytes,
+        binary_header_length: int | None = None,
+    ) -> bytes:
         start = time.perf_counter()
         loaded = self._model(name, version)
         assert self._batcher is not None
         try:
-            request = self.decoder.decode(body)
+            request = self.decoder.decode(body, binary_header_length)
             if request.rows:
                 prediction = await self._batcher.submit(request)
             else:  # nothing to predict: no model call

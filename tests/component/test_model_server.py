@@ -21,6 +21,7 @@ pytestmark = pytest.mark.component
 
 ROW = [5.1, 3.5, 1.4, 0.2]  # setosa, class 0
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+INFER_ONE = b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP64","data":[1,2,3,4]}]}'
 
 
 def infer_body(rows: list[list[float]], **extra: Any) -> dict[str, Any]:
@@ -328,3 +329,51 @@ def test_not_ready_until_the_model_is_loaded(
         release.set()
         wait_ready(base)
         assert http(base, "POST", "/v2/models/iris/infer", infer_body([ROW]))[0] == 200
+
+
+def test_tritonclient_binary_tensors(server: str) -> None:
+    """tritonclient's defaults: inputs in the binary tensor data extension."""
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(server.removeprefix("http://"))
+    try:
+        data = np.array([ROW, [6.7, 3.0, 5.2, 2.3]], dtype=np.float64)
+        tensor = triton.InferInput("input-0", list(data.shape), "FP64")
+        tensor.set_data_from_numpy(data)  # binary_data=True
+        result = client.infer("iris", [tensor])
+        assert result.as_numpy("predict").tolist() == [0, 2]
+        per_feature = []
+        for i, name in enumerate(FEATURES):
+            feature = triton.InferInput(name, [2], "FP32")
+            feature.set_data_from_numpy(data[:, i].astype(np.float32))
+            per_feature.append(feature)
+        result = client.infer(
+            "iris", per_feature, outputs=[triton.InferRequestedOutput("predict_proba")]
+        )
+        assert result.as_numpy("predict_proba").shape == (2, 3)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "words"),
+    [
+        ("abc", b"{}", "Inference-Header-Content-Length"),
+        ("999", b"{}", "outside the body"),
+        (
+            str(len(INFER_ONE)),
+            INFER_ONE + b"xx",
+            "binary bytes after the last",
+        ),
+    ],
+)
+def test_binary_extension_errors(server: str, header: str, body: bytes, words: str) -> None:
+    status, response = http(
+        server,
+        "POST",
+        "/v2/models/iris/infer",
+        body,
+        headers={"Inference-Header-Content-Length": header},
+    )
+    assert status == 400, response
+    assert words in response["error"]

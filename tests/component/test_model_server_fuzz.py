@@ -119,3 +119,33 @@ def test_well_formed_infer_succeeds(
 @given(body=st.one_of(json_values.map(dumps), st.binary(max_size=100)))
 def test_feedback_never_answers_5xx(server: str, body: bytes) -> None:
     check(*http(server, "POST", "/v2/models/iris/feedback", body))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    request=requests,
+    sizes=st.lists(st.integers(min_value=-1, max_value=40), max_size=4),
+    tail=st.binary(max_size=80),
+    header=st.integers(min_value=-2, max_value=300) | st.none(),
+)
+def test_binary_extension_never_answers_5xx(
+    server: str, request: dict[str, Any], sizes: list[int], tail: bytes, header: int | None
+) -> None:
+    inputs = request.get("inputs")
+    if isinstance(inputs, list):
+        for item, size in zip(inputs, sizes, strict=False):
+            if isinstance(item, dict):
+                item.setdefault("parameters", {})
+                if isinstance(item["parameters"], dict):
+                    item["parameters"]["binary_data_size"] = size
+                    item.pop("data", None)
+    head = dumps(request)
+    length = len(head) if header is None else header
+    status, response = http(
+        server,
+        "POST",
+        "/v2/models/iris/infer",
+        head + tail,
+        headers={"Inference-Header-Content-Length": str(length)},
+    )
+    check(status, response)
