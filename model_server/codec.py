@@ -349,6 +349,8 @@ def _attach_binary(inputs: list[Any], binary: bytes) -> None:
         chunk = binary[offset : offset + size]
         offset += size
         datatype = item.get("datatype")
+        if not isinstance(datatype, str):
+            datatype = repr(datatype)  # not hashable, perhaps: refused below
         if datatype == "BYTES":
             item["data"] = _binary_strings(name, chunk)
         elif datatype in _BINARY_DTYPES:
