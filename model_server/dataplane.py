@@ -178,9 +178,9 @@ class DataPlane:
         binary_header_length: int | None = None,
     ) -> bytes:
         start = time.perf_counter()
-        loaded = self._model(name, version)
-        assert self._batcher is not None
         try:
+            loaded = self._model(name, version)
+            assert self._batcher is not None
             request = self.decoder.decode(body, binary_header_length)
             if request.rows:
                 prediction = await self._batcher.submit(request)

@@ -228,16 +228,18 @@ def test_metrics_after_known_requests(server: str) -> None:
     assert codes == [200] * 30
     for _ in range(4):
         assert http(server, "POST", "/v2/models/iris/infer", infer_body([ROW[:2]]))[0] == 400
+    assert http(server, "POST", "/v2/models/nope/infer", infer_body([ROW]))[0] == 404
     samples = metric_samples(server)
     assert value(samples, "mlops_requests_total", code="200") == 30
     assert value(samples, "mlops_requests_total", code="400") == 4
+    assert value(samples, "mlops_requests_total", code="404") == 1
     assert value(samples, "mlops_input_errors_total", reason="shape") == 4
     rows = sum(1 + i % 3 for i in range(30))
     assert value(samples, "mlops_predictions_total", **{"class": "0"}) == rows
     assert value(samples, "mlops_batch_size_sum") == rows
     batches = value(samples, "mlops_batch_size_count")
     assert 1 <= batches <= 30  # concurrent requests share predict calls
-    assert value(samples, "mlops_request_duration_seconds_count") == 34
+    assert value(samples, "mlops_request_duration_seconds_count") == 35
     assert value(samples, "mlops_model_ready") == 1
     assert (
         value(
