@@ -96,13 +96,13 @@ def test_sigterm_drains_in_flight_requests(
     artifact: tuple[Path, str], port: int, stopper: list[subprocess.Popen[str]]
 ) -> None:
     # A long batching wait keeps requests in flight long enough to send SIGTERM among them.
-    process = serve(artifact, port, "--max-batch-wait=1.5", "--max-batch-size=1000")
+    process = serve(artifact, port, "--max-batch-wait=3", "--max-batch-size=1000")
     stopper.append(process)
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, timeout=60)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(http, base, "POST", "/v2/models/iris/infer", BODY) for _ in range(8)]
-        time.sleep(0.5)
+        time.sleep(1.5)  # the requests reached the server and wait in the batch queue
         assert not any(f.done() for f in futures)
         process.send_signal(signal.SIGTERM)
         results = [f.result(timeout=30) for f in futures]
