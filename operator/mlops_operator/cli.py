@@ -52,3 +52,8 @@ def validate(paths: tuple[Path, ...]) -> None:
         sys.exit(1)
     for resource in resources:
         click.echo(f"{resource.kind.lower()}/{resource.metadata.name} valid")
+
+
+from model_server.cli import serve  # noqa: E402
+
+main.add_command(serve)
