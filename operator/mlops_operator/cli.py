@@ -54,6 +54,7 @@ def validate(paths: tuple[Path, ...]) -> None:
         click.echo(f"{resource.kind.lower()}/{resource.metadata.name} valid")
 
 
+@main.command()
 @click.option("--model-uri", envvar="MLOPS_MODEL_URI", required=True, help="Artifact URI.")
 @click.option(
     "--model-digest", envvar="MLOPS_MODEL_DIGEST", required=True, help="Pinned sha256:<hex>."
