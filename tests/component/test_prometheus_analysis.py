@@ -148,6 +148,6 @@ def test_analysis_reads_error_rates_from_prometheus(
     state = RolloutState(phase="Progressing", canary="sha256:c", weight=10, since=since)
     decision = decide(plan, state, "sha256:c", at, canary_m)
     assert decision.action == "rollback"
-    assert "error rate 0.25" in decision.message
+    assert f"error rate {canary_m.error_rate:.4f} > maxErrorRate 0.05" in decision.message
     healthy = decide(plan, state, "sha256:c", at, stable_m)
     assert healthy.action == "advance"
