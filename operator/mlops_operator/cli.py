@@ -88,3 +88,49 @@ def serve(**options: object) -> None:
 
     settings = ServerSettings(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
     raise SystemExit(run(settings))
+
+
+@main.command()
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch this namespace (repeatable); default: $MLOPS_NAMESPACES, else all namespaces.",
+)
+@click.option("--liveness-port", type=int, help="Port of /healthz (default $MLOPS_LIVENESS_PORT).")
+@click.option("--metrics-port", type=int, help="Port of /metrics (default $MLOPS_METRICS_PORT).")
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+def operator(
+    namespaces: tuple[str, ...],
+    liveness_port: int | None,
+    metrics_port: int | None,
+    verbose: bool,
+) -> None:
+    """Run the operator: reconcile TrainingJobs and ModelDeployments until stopped.
+
+    Settings come from MLOPS_* environment variables (see docs/trainingjob.md); the
+    options here override them. Credentials: in-cluster, else $KUBECONFIG.
+    """
+    import logging
+
+    from mlops_operator import settings as settings_module
+
+    overrides: dict[str, object] = {}
+    if namespaces:
+        overrides["namespaces"] = list(namespaces)
+    if liveness_port is not None:
+        overrides["liveness_port"] = liveness_port
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
+    current = settings_module.get_settings()
+    if overrides:
+        current = settings_module.OperatorSettings(**{**current.model_dump(), **overrides})
+        settings_module.use(current)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+    )
+    from mlops_operator import operator as operator_module
+
+    operator_module.run(current)

@@ -1,4 +1,4 @@
-"""Pure manifest builders: spec -> Kubernetes objects as plain dicts (no API calls)."""
+"""Manifest builders: pure functions from a spec to the Kubernetes objects it needs."""
 
 from mlops_operator.builders.serving import (
     ServedModel,
