@@ -139,3 +139,19 @@ def patch_modeldeployment_status(namespace: str, name: str, status: Mapping[str,
     """A merge patch of the status subresource."""
     path = _path(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name) + "/status"
     _call("PATCH", path, body={"status": dict(status)}, content_type=MERGE_PATCH)
+
+
+class Conflict(Exception):
+    """The object changed since it was read."""
+
+
+def replace_modeldeployment_status(body: Mapping[str, Any]) -> None:
+    """Replaces the whole status (the body's resourceVersion is the precondition)."""
+    meta = body["metadata"]
+    path = _path(f"{GROUP}/{VERSION}", "ModelDeployment", meta["namespace"], meta["name"])
+    try:
+        _call("PUT", path + "/status", body=dict(body), content_type="application/json")
+    except ApiException as error:
+        if error.status == 409:
+            raise Conflict(f"ModelDeployment {meta['namespace']}/{meta['name']} changed") from error
+        raise

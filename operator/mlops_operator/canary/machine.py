@@ -355,3 +355,8 @@ def _promote(state: RolloutState, why: str, verdict: Verdict | None = None) -> D
         verdict=verdict,
         new_window=False,
     )
+
+
+def due(plan: Plan, state: RolloutState, canary: str | None, now: float) -> bool:
+    """Whether :func:`decide` would analyse now (so the caller reads the metrics first)."""
+    return canary is not None and _lifecycle(plan, state, canary, now) is None
