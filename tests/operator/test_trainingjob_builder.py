@@ -9,7 +9,6 @@ import kubernetes_validate
 import pytest
 
 from mlops_operator.builders.job import (
-    MANIFEST_ENV,
     NON_RETRYABLE_EXIT_CODES,
     build_job,
     pvc_claim,
@@ -75,10 +74,12 @@ def test_pod_runs_mlops_train_from_the_operator_image_with_the_spec() -> None:
     assert main["image"] == "mlops-operator:test"
     assert main["command"] == ["mlops"]
     assert main["args"][0] == "train"
-    manifest = json.loads(env(job)[MANIFEST_ENV])
-    assert manifest["metadata"] == {"name": "cancer-v1", "namespace": "team-a"}
-    assert manifest["spec"]["model"] == body["spec"]["model"]
-    assert manifest["spec"]["output"]["uri"] == "pvc://mlops-models"
+    variables = env(job)
+    spec = json.loads(variables["MLOPS_TRAININGJOB_SPEC"])
+    assert spec["model"] == body["spec"]["model"]
+    assert variables["MLOPS_TRAININGJOB_NAME"] == "cancer-v1"
+    assert variables["MLOPS_TRAININGJOB_NAMESPACE"] == "team-a"
+    assert variables["MLOPS_MODEL_STORE"] == "pvc://mlops-models"
 
 
 def test_job_limits_come_from_the_spec() -> None:
@@ -181,7 +182,7 @@ def test_settings_reach_the_pod() -> None:
     pod = job["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "trainer"
     assert env(job)["MLOPS_EXTRA_ESTIMATORS"] == "xgboost.XGBClassifier"
-    assert json.loads(env(job)[MANIFEST_ENV])["spec"]["output"]["uri"] == "pvc://models"
+    assert env(job)["MLOPS_MODEL_STORE"] == "pvc://models"
 
 
 def test_long_names_are_cut_with_a_hash_and_stay_distinct() -> None:

@@ -11,20 +11,32 @@ from mlops_operator.api import API_VERSION, TrainingJob
 from mlops_operator.naming import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER, job_name
 from mlops_operator.settings import OperatorSettings
 from model_server.store import PVC_ROOT_ENV, S3_ENDPOINT_ENV
+from trainer.errors import ExitCode
+from trainer.main import NAME_ENV, NAMESPACE_ENV, SPEC_ENV, STORE_ENV
 
+EXTRA_ESTIMATORS_ENV = "MLOPS_EXTRA_ESTIMATORS"
+"""trainer.estimators.EXTRA_ESTIMATORS_ENV (not imported: that module imports scikit-learn)."""
 CONTAINER = "trainer"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 TMP_DIR = "/tmp"
 RUN_AS = 65532
 """The non-root user (and group) of training Pods; fsGroup makes the model store writable."""
 
-NON_RETRYABLE_EXIT_CODES = (2, 4, 5, 6, 7, 8, 10)
-"""`mlops train` exit codes that no retry can fix (invalid spec, malformed data, missing
-column, empty data set, estimator not allowed, bad params, quality gate failed): the Job's
-podFailurePolicy fails the Job at once instead of burning its backoffLimit."""
-
-MANIFEST_ENV = "MLOPS_TRAININGJOB"
-"""The TrainingJob (apiVersion, kind, metadata, spec) as JSON, for `mlops train`."""
+NON_RETRYABLE_EXIT_CODES = tuple(
+    int(code)
+    for code in (
+        ExitCode.INVALID_SPEC,
+        ExitCode.DATA_MALFORMED,
+        ExitCode.MISSING_COLUMN,
+        ExitCode.EMPTY_DATASET,
+        ExitCode.ESTIMATOR_NOT_ALLOWED,
+        ExitCode.BAD_PARAMS,
+        ExitCode.QUALITY_GATE_FAILED,
+    )
+)
+"""`mlops train` exit codes that no retry can fix: the Job's podFailurePolicy fails the Job at
+once instead of spending its backoffLimit. (Unreadable data, a failed fit, a failed publish
+and internal errors may be passing trouble: they are retried.)"""
 
 
 def labels(trainingjob: str) -> dict[str, str]:
@@ -61,22 +73,19 @@ def output_uri(tj: TrainingJob, settings: OperatorSettings) -> str:
     return tj.spec.output.uri or settings.default_store_uri
 
 
-def manifest(tj: TrainingJob, settings: OperatorSettings) -> dict[str, Any]:
-    """What `mlops train` trains: the TrainingJob with its effective output uri."""
-    spec = tj.spec.model_copy(
-        update={"output": tj.spec.output.model_copy(update={"uri": output_uri(tj, settings)})}
-    )
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "TrainingJob",
-        "metadata": {"name": tj.metadata.name, "namespace": tj.metadata.namespace},
-        "spec": spec.dump(),
-    }
+def train_args() -> list[str]:
+    """The container's arguments: `mlops train`; the request is in the environment."""
+    return ["train", "--termination-log", TERMINATION_MESSAGE_PATH, "--log-format", "json"]
 
 
-def train_args(tj: TrainingJob, settings: OperatorSettings) -> list[str]:
-    """The container's command line: `mlops train` reading the manifest from its env var."""
-    return ["train", "--manifest-env", MANIFEST_ENV, "--result-file", TERMINATION_MESSAGE_PATH]
+def train_env(tj: TrainingJob, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """What `mlops train` reads (docs/trainer.md): spec, name, namespace, model store."""
+    return [
+        {"name": SPEC_ENV, "value": json.dumps(tj.spec.dump(), sort_keys=True)},
+        {"name": NAME_ENV, "value": tj.metadata.name},
+        {"name": NAMESPACE_ENV, "value": tj.metadata.namespace},
+        {"name": STORE_ENV, "value": output_uri(tj, settings)},
+    ]
 
 
 def _volumes(tj: TrainingJob, settings: OperatorSettings) -> tuple[list[Any], list[Any]]:
@@ -102,14 +111,14 @@ def _volumes(tj: TrainingJob, settings: OperatorSettings) -> tuple[list[Any], li
 
 def _env(tj: TrainingJob, settings: OperatorSettings) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        {"name": MANIFEST_ENV, "value": json.dumps(manifest(tj, settings), sort_keys=True)},
+        *train_env(tj, settings),
         {"name": PVC_ROOT_ENV, "value": settings.pvc_root},
         {"name": "HOME", "value": TMP_DIR},
         {"name": "TMPDIR", "value": TMP_DIR},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
     if settings.extra_estimators:
-        env.append({"name": "MLOPS_EXTRA_ESTIMATORS", "value": ",".join(settings.extra_estimators)})
+        env.append({"name": EXTRA_ESTIMATORS_ENV, "value": ",".join(settings.extra_estimators)})
     secret = tj.spec.output.secret_ref
     if secret:
         env.append(
@@ -155,7 +164,7 @@ def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, 
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["mlops"],
-        "args": train_args(tj, settings),
+        "args": train_args(),
         "env": _env(tj, settings),
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
