@@ -229,7 +229,24 @@ def fake_node(name: str = FAKE_NODE) -> dict[str, Any]:
         "status": {
             "allocatable": resources,
             "capacity": resources,
-            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux"},
+            # every field the kubernetes client's (pydantic) V1NodeSystemInfo requires
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                **dict.fromkeys(
+                    (
+                        "bootID",
+                        "containerRuntimeVersion",
+                        "kernelVersion",
+                        "kubeProxyVersion",
+                        "kubeletVersion",
+                        "machineID",
+                        "osImage",
+                        "systemUUID",
+                    ),
+                    "",
+                ),
+            },
         },
     }
 
