@@ -125,34 +125,9 @@ class OperatorProcess:
         )
 
 
-def allow_volume_binding(cluster: Cluster) -> None:
-    """Lets the test control plane's controller manager bind volumes: it runs as one user
-    (no per-controller credentials), which the default RBAC gives no PV binder rights."""
-    cluster.apply(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "tests:kube-controller-manager:persistent-volume-binder"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "system:controller:persistent-volume-binder",
-            },
-            "subjects": [
-                {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "User",
-                    "name": "system:kube-controller-manager",
-                }
-            ],
-        }
-    )
-
-
 def model_store(cluster: Cluster, namespace: str, claim: str = "mlops-models") -> None:
     """The default model store's claim in ``namespace``, bound to a hostPath volume of its own
     (as the chart's claim would be bound by a provisioner), so training Pods can be scheduled."""
-    allow_volume_binding(cluster)
     volume = f"{namespace}-{claim}"
     cluster.apply(
         {
