@@ -226,28 +226,7 @@ def fake_node(name: str = FAKE_NODE) -> dict[str, Any]:
                 "type": "kwok",
             },
         },
-        "status": {
-            "allocatable": resources,
-            "capacity": resources,
-            # every field the kubernetes client's (pydantic) V1NodeSystemInfo requires
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                **dict.fromkeys(
-                    (
-                        "bootID",
-                        "containerRuntimeVersion",
-                        "kernelVersion",
-                        "kubeProxyVersion",
-                        "kubeletVersion",
-                        "machineID",
-                        "osImage",
-                        "systemUUID",
-                    ),
-                    "",
-                ),
-            },
-        },
+        "status": {"allocatable": resources, "capacity": resources},
     }
 
 
