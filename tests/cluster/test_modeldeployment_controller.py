@@ -27,10 +27,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.component.servers import Server, iris_artifacts, model_server, send
-from tests.corpus import crd_documents
 
 from .harness import Cluster, wait_for
-from .operator_runner import OperatorProcess, install_rbac
+from .operator_runner import OperatorProcess, install_crds, install_rbac
 
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "modeldeployments"
 NAMESPACE = "mdep-e2e"
@@ -44,31 +43,6 @@ def build_sh(*args: str) -> list[str]:
         [str(root / "hack" / "k8s" / "build.sh"), *args], check=True, capture_output=True, text=True
     ).stdout
     return [line for line in out.splitlines() if line.strip()]
-
-
-def install_own_crds(cluster: Cluster) -> None:
-    """The ModelDeployment CRD (and the TrainingJob one when the API server takes it)."""
-    documents = crd_documents()
-    cluster.apply(documents["ModelDeployment"])
-    body = json.dumps({"apiVersion": "v1", "kind": "List", "items": [documents["TrainingJob"]]})
-    cluster.kubectl(
-        "apply", "--server-side", "--field-manager=tests", "-f", "-", input=body, check=False
-    )
-    ext = client.ApiextensionsV1Api(cluster.api)
-    wait_for(
-        "the ModelDeployment CRD",
-        lambda: (
-            {
-                c.type: c.status
-                for c in ext.read_custom_resource_definition(
-                    "modeldeployments.mlops.dev"
-                ).status.conditions
-                or []
-            }.get("Established")
-            == "True"
-        ),
-        60,
-    )
 
 
 def install_route_crds(cluster: Cluster) -> None:
@@ -130,7 +104,7 @@ def targets(servers: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, servers: dict[str, Any]) -> Iterator[OperatorProcess]:
-    install_own_crds(cluster)
+    install_crds(cluster, ("TrainingJob", "ModelDeployment"))
     install_route_crds(cluster)
     kubeconfig = install_rbac(cluster)
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
