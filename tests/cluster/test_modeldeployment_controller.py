@@ -29,11 +29,11 @@ from kubernetes.client.exceptions import ApiException
 from tests.component.servers import Server, iris_artifacts, model_server, send
 
 from .harness import Cluster, wait_for
-from .operator_runner import OperatorProcess, install_crds, install_rbac
+from .operator_runner import OperatorProcess, install_crds, install_rbac, model_store
 
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "modeldeployments"
 NAMESPACE = "mdep-e2e"
-NAMES = ("healthy", "failing", "restart", "routes-gw", "routes-istio", "shadow")
+NAMES = ("healthy", "failing", "restart", "routes-gw", "routes-istio", "shadow", "cd")
 TIMINGS: dict[str, Any] = {}
 
 
@@ -533,3 +533,78 @@ def test_route_forms_pass_server_side_validation(
         "-",
         input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
     )
+
+
+def test_a_new_training_run_starts_a_canary_by_itself(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    servers: dict[str, Any],
+) -> None:
+    """Continuous delivery: the canary follows the newest Succeeded TrainingJob by label."""
+    artifacts = servers["artifacts"]
+    model_store(cluster, NAMESPACE)
+    body = manifest(
+        "cd",
+        artifacts["good"],
+        None,
+        traffic={"steps": [50], "interval": "2s"},
+        analysis={"maxErrorRate": 0.02, "minRequests": 10},
+    )
+    body["spec"]["canary"] = {"model": {"selector": {"matchLabels": {"app": "iris-cd"}}}}
+    with load((servers["stable"], 0), (servers["good"], 0)):
+        create(custom, body)
+        watch_weights(custom, "cd", lambda s: s.get("phase") in ("Stable", "Degraded"), 30)
+        assert not exists(cluster, "Deployment", "cd-canary")
+        started = time.monotonic()
+        custom.create_namespaced_custom_object(
+            "mlops.dev",
+            "v1alpha1",
+            NAMESPACE,
+            "trainingjobs",
+            {
+                "apiVersion": "mlops.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "metadata": {"name": "cd-run-1", "labels": {"app": "iris-cd"}},
+                "spec": {
+                    "dataset": {"builtin": "iris"},
+                    "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+                    "backoffLimit": 0,
+                },
+            },
+        )
+        pod = wait_for(
+            "the training Pod",
+            lambda: next(
+                iter(
+                    p
+                    for p in cluster.core.list_namespaced_pod(
+                        NAMESPACE, label_selector="mlops.dev/trainingjob=cd-run-1"
+                    ).items
+                    if p.status.phase == "Running"
+                ),
+                None,
+            ),
+            60,
+        )
+        uri, digest = artifacts["good-v2"]
+        cluster.set_pod_terminated(
+            pod,
+            0,
+            json.dumps(
+                {
+                    "phase": "Succeeded",
+                    "reason": "Trained",
+                    "exitCode": 0,
+                    "message": "trained LogisticRegression: accuracy=0.97",
+                    "score": "accuracy=0.97",
+                    "metrics": {"accuracy": 0.97},
+                    "model": {"uri": "file://" + uri, "digest": digest, "version": "1"},
+                }
+            ),
+        )
+        status, seen = watch_weights(custom, "cd", lambda s: s.get("phase") == "Promoted", 90)
+    TIMINGS["continuous_delivery_seconds"] = round(time.monotonic() - started, 2)
+    assert 50 in progression(seen), seen
+    assert status["stable"]["digest"] == digest
+    assert status["promoted"]["model"] == "cd-run-1"
