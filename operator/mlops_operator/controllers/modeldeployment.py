@@ -99,6 +99,7 @@ class Reconciliation:
         self.name = str(body["metadata"]["name"])
         self.namespace = str(body["metadata"]["namespace"])
         self.status: dict[str, Any] = dict(body.get("status") or {})
+        self.canary_waiting: Waiting | None = None
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -163,6 +164,7 @@ class Reconciliation:
         if wanted.delete_canary and self._router_settled(provider, applied):
             for ref in wanted.delete_canary:
                 kube.delete(ref[0], ref[1], self.namespace, ref[2])
+        self.canary_waiting = canary_pick if isinstance(canary_pick, Waiting) else None
         self._write(
             spec=spec,
             decision=decision,
@@ -385,6 +387,12 @@ class Reconciliation:
                 decision.reason if failed else "AsExpected",
                 decision.message if failed else "no failed analysis",
             )
+        waiting = self.canary_waiting
+        if new.phase == "Stable" and waiting is not None:
+            status["message"] = f"canary: {waiting.message}"
+            conditions["Progressing"] = (True, waiting.reason, status["message"])
+        elif new.phase == "Stable":
+            conditions["Progressing"] = (False, "Stable", "no rollout under way")
         status["conditions"] = self._conditions(conditions)
         if new.phase == "Stable" and ready == 0 and spec.stable.replicas > 0:
             status["phase"] = "Degraded"
