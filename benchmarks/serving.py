@@ -181,9 +181,12 @@ def start_ours(work: Path, port: int) -> tuple[subprocess.Popen[bytes], str, str
     return process, f"{base}/v2/health/ready", f"{base}/v2/models/{MODEL}/infer"
 
 
-def start_mlserver(work: Path, port: int) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_mlserver(
+    work: Path, port: int, parallel_workers: int = 1
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """MLServer as configured by default: one inference worker process."""
     python = venvs.ensure("mlserver")
-    folder = work / "mlserver"
+    folder = work / f"mlserver-{parallel_workers}"
     (folder / MODEL).mkdir(parents=True)
     subprocess.run([str(python), "-c", FIT, str(folder / MODEL / "model.joblib")], check=True)
     (folder / "settings.json").write_text(
@@ -193,9 +196,7 @@ def start_mlserver(work: Path, port: int) -> tuple[subprocess.Popen[bytes], str,
                 "grpc_port": free_port(),
                 "metrics_port": free_port(),
                 "host": "127.0.0.1",
-                # Inference in the server process: measured faster than MLServer's default
-                # of one separate inference worker process (no IPC per request).
-                "parallel_workers": int(os.environ.get("BENCH_MLSERVER_PARALLEL_WORKERS", "0")),
+                "parallel_workers": parallel_workers,
                 "debug": False,
             }
         )
@@ -242,7 +243,17 @@ def start_kserve(work: Path, port: int) -> tuple[subprocess.Popen[bytes], str, s
     return process, f"{base}/v2/models/{MODEL}/ready", f"{base}/v2/models/{MODEL}/infer"
 
 
-STARTERS = {"ours": start_ours, "mlserver": start_mlserver, "kserve": start_kserve}
+def start_mlserver_inproc(work: Path, port: int) -> tuple[subprocess.Popen[bytes], str, str]:
+    """MLServer with parallel_workers=0: inference in the HTTP process, no IPC."""
+    return start_mlserver(work, port, parallel_workers=0)
+
+
+STARTERS = {
+    "ours": start_ours,
+    "mlserver": start_mlserver,
+    "mlserver-inproc": start_mlserver_inproc,
+    "kserve": start_kserve,
+}
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -294,14 +305,14 @@ def report(results: list[Result], connections: int, duration: int) -> str:
     lines = [
         f"wrk, {connections} connections, {duration}s, one worker per server, "
         f"{os.cpu_count()} CPUs",
-        f"{'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+        f"{'server':<16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
         f"{'ours/this rps':>14} {'this/ours p99':>14}",
     ]
     for r in results:
         ratio = f"{ours.rps / r.rps:.2f}x" if ours else "-"
         p99 = f"{r.p99_ms / ours.p99_ms:.2f}x" if ours else "-"
         lines.append(
-            f"{r.server:<10} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} "
+            f"{r.server:<16} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} "
             f"{ratio:>14} {p99:>14}"
         )
     return "\n".join(lines)
@@ -312,7 +323,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=20, help="seconds per server")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--servers", default="ours,mlserver,kserve")
+    parser.add_argument("--servers", default="ours,mlserver,mlserver-inproc,kserve")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     servers = args.servers.split(",")

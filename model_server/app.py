@@ -90,8 +90,10 @@ class App:
         settings: ServerSettings,
         data_plane: DataPlane,
         on_fatal: Callable[[], None] | None = None,
+        load_before_serving: bool = False,
     ) -> None:
         self.settings = settings
+        self.load_before_serving = load_before_serving
         self.data_plane = data_plane
         self.on_fatal = on_fatal or _terminate_self
         self.routes = self._route_table()
@@ -202,7 +204,16 @@ class App:
             self.data_plane.rejected(error, start)
             raise
         name, version = request.params["name"], request.params.get("version")
-        return 200, await self.data_plane.infer(name, version, body), JSON
+        header_length = None
+        for key, value in request.scope["headers"]:
+            if key == b"inference-header-content-length":
+                try:
+                    header_length = int(value)
+                except ValueError:
+                    invalid = InvalidInput("invalid Inference-Header-Content-Length header", "http")
+                    self.data_plane.rejected(invalid, start)
+                    raise invalid from None
+        return 200, await self.data_plane.infer(name, version, body, header_length), JSON
 
     async def live(self, request: Request) -> Response:
         return _json(200, {"live": self.data_plane.live()})
@@ -242,7 +253,12 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self.data_plane.model is None:
+                if self.data_plane.model is None and self.load_before_serving:
+                    if not await self.data_plane.load_async():
+                        failure = f"refusing to serve: {self.data_plane.load_error}"
+                        await send({"type": "lifespan.startup.failed", "message": failure})
+                        return
+                elif self.data_plane.model is None:
                     self._load_task = asyncio.create_task(self._load())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -268,10 +284,14 @@ def create_app(
     data_plane: DataPlane,
     *,
     on_fatal: Callable[[], None] | None = None,
+    load_before_serving: bool = False,
 ) -> App:
     """The ASGI app serving ``data_plane``; it loads the model at startup unless loaded.
 
-    ``on_fatal`` is called when the model must not be served (default: SIGTERM this process,
-    so the server stops and the process exits non-zero).
+    By default the model loads in the background: the server answers (live, not ready) while
+    it loads, and ``on_fatal`` is called when the model must not be served (default: SIGTERM
+    this process). With ``load_before_serving`` the startup waits for the model and fails if
+    it cannot be served; worker processes sharing one port use this, so that no worker accepts
+    requests before it can answer them.
     """
-    return App(settings, data_plane, on_fatal)
+    return App(settings, data_plane, on_fatal, load_before_serving)

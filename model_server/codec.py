@@ -19,6 +19,7 @@ from model_server.model import LoadedModel
 from model_server.protocol import DATATYPES
 
 Column = np.ndarray[Any, Any]
+Data = list[Any] | np.ndarray[Any, Any]
 OUTPUTS = ("predict", "predict_proba")
 _INT_TYPES = frozenset(("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"))
 _FLOAT_TYPES = frozenset(("FP16", "FP32", "FP64"))
@@ -78,7 +79,18 @@ class Decoder:
         self.max_rows = max_rows
         self.all_float = all(s.numeric and s.dtype.kind == "f" for s in self.specs)
 
-    def decode(self, body: bytes) -> Decoded:
+    def decode(self, body: bytes, binary_header_length: int | None = None) -> Decoded:
+        """Decode a JSON request, or one using the binary tensor data extension when
+        ``binary_header_length`` (the Inference-Header-Content-Length header) is given."""
+        binary = b""
+        if binary_header_length is not None:
+            if not 0 <= binary_header_length <= len(body):
+                raise InvalidInput(
+                    f"Inference-Header-Content-Length {binary_header_length} is outside the "
+                    f"body of {len(body)} bytes",
+                    "http",
+                )
+            body, binary = body[:binary_header_length], body[binary_header_length:]
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as error:
@@ -94,6 +106,8 @@ class Decoder:
         inputs = request.get("inputs")
         if not isinstance(inputs, list) or not inputs:
             raise InvalidInput("'inputs' must be a non-empty list of tensors", "schema")
+        if binary_header_length is not None:
+            _attach_binary(inputs, binary)
         tensors = [_tensor(item, i) for i, item in enumerate(inputs)]
         if len(tensors) == 1 and tensors[0][0] not in self.index:
             columns, rows = self._from_matrix(*tensors[0])
@@ -131,7 +145,7 @@ class Decoder:
         return OUTPUTS if self.model.has_proba else OUTPUTS[:1]
 
     def _from_matrix(
-        self, name: str, shape: list[int], datatype: str, data: list[Any]
+        self, name: str, shape: list[int], datatype: str, data: Data
     ) -> tuple[list[Column], int]:
         width = len(self.specs)
         if len(shape) == 1 and width > 1:
@@ -157,7 +171,7 @@ class Decoder:
         ], rows
 
     def _from_features(
-        self, tensors: list[tuple[str, list[int], str, list[Any]]]
+        self, tensors: list[tuple[str, list[int], str, Data]]
     ) -> tuple[list[Column], int]:
         names = [t[0] for t in tensors]
         unknown = [n for n in names if n not in self.index]
@@ -271,7 +285,7 @@ class Decoder:
         return out
 
 
-def _tensor(item: Any, position: int) -> tuple[str, list[int], str, list[Any]]:
+def _tensor(item: Any, position: int) -> tuple[str, list[int], str, Data]:
     if not isinstance(item, dict):
         raise InvalidInput(f"inputs[{position}] must be an object", "schema")
     name = item.get("name")
@@ -292,16 +306,98 @@ def _tensor(item: Any, position: int) -> tuple[str, list[int], str, list[Any]]:
             f"input {name!r}: unknown datatype {datatype!r}; one of {list(DATATYPES)}", "datatype"
         )
     data = item.get("data")
-    if not isinstance(data, list):
+    if isinstance(data, np.ndarray):
+        data = data.tolist() if datatype == "BOOL" else data
+    if not isinstance(data, list | np.ndarray):
         raise InvalidInput(f"input {name!r}: 'data' must be a list", "schema")
     return name, shape, datatype, data
+
+
+_BINARY_DTYPES = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+
+
+def _attach_binary(inputs: list[Any], binary: bytes) -> None:
+    """Move binary tensor data (``parameters.binary_data_size``) into each input's ``data``."""
+    offset = 0
+    for position, item in enumerate(inputs):
+        parameters = item.get("parameters") if isinstance(item, dict) else None
+        if not isinstance(parameters, dict) or "binary_data_size" not in parameters:
+            continue
+        size = parameters["binary_data_size"]
+        name = item.get("name")
+        if type(size) is not int or not 0 <= size <= len(binary) - offset:
+            raise InvalidInput(
+                f"input {name!r}: binary_data_size {size!r} does not fit the "
+                f"{len(binary) - offset} binary bytes left",
+                "shape",
+            )
+        if "data" in item:
+            raise InvalidInput(f"input {name!r} has both data and binary_data_size", "schema")
+        chunk = binary[offset : offset + size]
+        offset += size
+        datatype = item.get("datatype")
+        if not isinstance(datatype, str):
+            datatype = repr(datatype)  # not hashable, perhaps: refused below
+        if datatype == "BYTES":
+            item["data"] = _binary_strings(name, chunk)
+        elif datatype in _BINARY_DTYPES:
+            dtype = _BINARY_DTYPES[datatype]
+            if size % dtype.itemsize:
+                raise InvalidInput(
+                    f"input {name!r}: {size} binary bytes are not a whole number of {datatype}",
+                    "shape",
+                )
+            item["data"] = np.frombuffer(chunk, dtype=dtype).copy()
+        else:
+            raise InvalidInput(
+                f"inputs[{position}]: unknown datatype {datatype!r}; one of {list(DATATYPES)}",
+                "datatype",
+            )
+    if offset != len(binary):
+        raise InvalidInput(
+            f"{len(binary) - offset} binary bytes after the last binary input", "shape"
+        )
+
+
+def _binary_strings(name: Any, chunk: bytes) -> list[Any]:
+    """BYTES tensors in binary: each element is a 4-byte little-endian length, then the bytes."""
+    values: list[Any] = []
+    offset = 0
+    while offset < len(chunk):
+        if offset + 4 > len(chunk):
+            raise InvalidInput(f"input {name!r}: truncated BYTES element length", "shape")
+        length = int.from_bytes(chunk[offset : offset + 4], "little")
+        offset += 4
+        if offset + length > len(chunk):
+            raise InvalidInput(f"input {name!r}: truncated BYTES element", "shape")
+        try:
+            values.append(chunk[offset : offset + length].decode())
+        except UnicodeDecodeError as error:
+            raise InvalidInput(
+                f"input {name!r}: a BYTES element is not UTF-8", "datatype"
+            ) from error
+        offset += length
+    return values
 
 
 def _size(shape: list[int]) -> int:
     return math.prod(shape)
 
 
-def _numeric_array(name: str, datatype: str, data: list[Any], shape: list[int]) -> Column:
+def _numeric_array(name: str, datatype: str, data: Data, shape: list[int]) -> Column:
     """Float data (null becomes NaN), reshaped; the fast path."""
     try:
         array = np.asarray(data, dtype=np.float64)
@@ -312,7 +408,7 @@ def _numeric_array(name: str, datatype: str, data: list[Any], shape: list[int]) 
     return _reshape(name, array, shape)
 
 
-def _array(name: str, datatype: str, data: list[Any], shape: list[int]) -> Column:
+def _array(name: str, datatype: str, data: Data, shape: list[int]) -> Column:
     if datatype in _FLOAT_TYPES:
         return _numeric_array(name, datatype, data, shape)
     try:

@@ -10,11 +10,11 @@ fraction. Rules of thumb: below 0.1 stable, 0.1 to 0.25 moderate shift, above 0.
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from model_server.artifact import CategoricalStats, Metadata, NumericStats
 
@@ -61,11 +61,13 @@ class _Feature:
             return np.append(counts[: bins - 1], float(missing.sum()))
         counts = np.zeros(bins)
         other = bins - 2
-        for value in column:
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                counts[-1] += 1
-            else:
-                counts[self.categories.get(str(value), other)] += 1
+        missing = pd.isna(column)
+        counts[-1] = float(missing.sum())
+        values, frequencies = np.unique(
+            np.asarray(column[~missing]).astype(str), return_counts=True
+        )
+        for value, frequency in zip(values.tolist(), frequencies.tolist(), strict=True):
+            counts[self.categories.get(value, other)] += frequency
         return counts
 
 

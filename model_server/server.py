@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -20,7 +21,7 @@ log = logging.getLogger("model_server")
 def app_from_env() -> App:
     """The app factory the worker processes use (settings from MLOPS_* variables)."""
     settings = ServerSettings()
-    return create_app(settings, DataPlane(settings))
+    return create_app(settings, DataPlane(settings), load_before_serving=True)
 
 
 def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
@@ -56,8 +57,18 @@ def run(settings: ServerSettings) -> int:
         uvicorn.run("model_server.server:app_from_env", factory=True, **uvicorn_options(settings))
         return 0
     data_plane = DataPlane(settings)
-    app = create_app(settings, data_plane)
+    servers: list[uvicorn.Server] = []
+
+    def stop() -> None:  # the model must not be served: shut down, then exit 1 below
+        servers[0].should_exit = True
+
+    app = create_app(settings, data_plane, on_fatal=stop)
     server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
+    servers.append(server)
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in
+    # place before: make that a no-op so that a drained server exits 0, not "killed by signal".
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     server.run()
     if data_plane.load_error is not None:
         print(f"mlops serve: refusing to serve: {data_plane.load_error}", file=sys.stderr)

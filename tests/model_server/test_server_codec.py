@@ -166,3 +166,63 @@ def test_categorical_needs_bytes(mixed_model: LoadedModel) -> None:
         decoder.decode(
             body(inputs=[tensor("color", [1], [1], "BYTES"), tensor("size", [1], [1.0])])
         )
+
+
+def binary_request(inputs: list[dict[str, Any]], chunks: list[bytes]) -> tuple[bytes, int]:
+    header = orjson.dumps({"inputs": inputs})
+    return header + b"".join(chunks), len(header)
+
+
+def test_binary_tensor_extension(decoder: Decoder) -> None:
+    data = np.array([ROW, ROW], dtype="<f4")
+    raw = data.tobytes()
+    inputs = [
+        {
+            "name": "x",
+            "shape": [2, 4],
+            "datatype": "FP32",
+            "parameters": {"binary_data_size": len(raw)},
+        }
+    ]
+    body_, length = binary_request(inputs, [raw])
+    decoded = decoder.decode(body_, length)
+    assert decoded.rows == 2
+    np.testing.assert_allclose(decoded.columns[0], [5.1, 5.1], rtol=1e-6)
+
+
+def test_binary_strings(mixed_model: LoadedModel) -> None:
+    def encode(*values: str) -> bytes:
+        return b"".join(len(v.encode()).to_bytes(4, "little") + v.encode() for v in values)
+
+    colors = encode("red", "blue")
+    sizes = np.array([1.0, 2.0]).tobytes()
+    inputs = [
+        {
+            "name": "color",
+            "shape": [2],
+            "datatype": "BYTES",
+            "parameters": {"binary_data_size": len(colors)},
+        },
+        {"name": "size", "shape": [2], "datatype": "FP64", "parameters": {"binary_data_size": 16}},
+    ]
+    decoded = Decoder(mixed_model, 10).decode(*binary_request(inputs, [colors, sizes]))
+    assert decoded.columns[0].tolist() == ["red", "blue"]
+    inputs[0]["parameters"]["binary_data_size"] = len(colors) - 1
+    with pytest.raises(InvalidInput, match="truncated"):
+        Decoder(mixed_model, 10).decode(*binary_request(inputs, [colors[:-1], sizes]))
+
+
+@pytest.mark.parametrize(
+    ("size", "chunk", "words"),
+    [
+        (12, b"x" * 12, "whole number of FP64"),
+        (64, b"x" * 16, "does not fit"),
+        (8, b"x" * 16, "8 binary bytes after"),
+    ],
+)
+def test_binary_errors(decoder: Decoder, size: int, chunk: bytes, words: str) -> None:
+    inputs = [
+        {"name": "x", "shape": [1, 4], "datatype": "FP64", "parameters": {"binary_data_size": size}}
+    ]
+    with pytest.raises(InvalidInput, match=words):
+        decoder.decode(*binary_request(inputs, [chunk]))

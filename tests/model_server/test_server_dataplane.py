@@ -107,3 +107,47 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     for name, field in ServerSettings.model_fields.items():
         assert field.description, f"{name} has no description"
+
+
+def test_a_request_the_model_rejects_fails_alone(tmp_path: Path) -> None:
+    """An unseen category with handle_unknown="error": 400 for it, the rest of the batch is fine."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from model_server.errors import InvalidInput
+    from model_server.testing import write_artifact
+
+    frame = pd.DataFrame({"color": ["red", "blue"] * 10})
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="error"), ["color"])),
+        LogisticRegression(),
+    )
+    digest = write_artifact(tmp_path, model, frame, [0, 1] * 10, name="colors")
+    settings = ServerSettings(model_uri=str(tmp_path), model_digest=digest, max_batch_wait=0.05)
+    plane = DataPlane(settings)
+    plane.load()
+
+    def request(color: str) -> bytes:
+        tensor = {"name": "color", "shape": [1], "datatype": "BYTES", "data": [color]}
+        return orjson.dumps({"inputs": [tensor]})
+
+    async def main() -> list[bytes | BaseException]:
+        results = await asyncio.gather(
+            plane.infer("colors", None, request("red")),
+            plane.infer("colors", None, request("green")),
+            plane.infer("colors", None, request("blue")),
+            return_exceptions=True,
+        )
+        await plane.shutdown()
+        return list(results)
+
+    red, green, blue = asyncio.run(main())
+    assert isinstance(green, InvalidInput)
+    assert "the model rejected the input" in green.message
+    assert isinstance(red, bytes)
+    assert isinstance(blue, bytes)
+    assert orjson.loads(red)["outputs"][0]["data"] == [0]
+    assert orjson.loads(blue)["outputs"][0]["data"] == [1]

@@ -73,3 +73,30 @@ def test_feedback_rows_are_bounded() -> None:
     store = FeedbackStore(capacity=1, classification=True)
     store.remember("big", list(range(17)))  # more than capacity * 16 rows: not remembered
     assert len(store) == 0
+
+
+def test_categorical_drift() -> None:
+    metadata = Metadata.model_validate(
+        {
+            "name": "m",
+            "version": "1",
+            "task": "classification",
+            "estimator": "x",
+            "target": "y",
+            "features": [{"name": "color", "dtype": "object"}],
+            "dataDigest": "sha256:" + "0" * 64,
+            "featureStats": {
+                "color": {
+                    "kind": "categorical",
+                    "missing": 0.0,
+                    "fractions": {"red": 0.5, "blue": 0.5},
+                }
+            },
+        }
+    )
+    monitor = DriftMonitor(metadata, ["color"], window=100)
+    monitor.observe([np.array(["red", "blue"] * 50, dtype=object)])
+    assert monitor.psi()["color"] < 0.01
+    for _ in range(10):
+        monitor.observe([np.array(["green", None, "red"] * 30, dtype=object)])
+    assert monitor.psi()["color"] > 1.0

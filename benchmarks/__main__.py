@@ -1,0 +1,5 @@
+"""`python -m benchmarks` (make bench): the serving benchmark."""
+
+from benchmarks.serving import main
+
+main()
