@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from mlops_operator.api.trainingjob import QualityGate
 
 
 class GateFailure(BaseModel):
     """One bound a model (or its data) missed."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
     metric: str
     """The metric, or ``missing:<column>`` for the data-quality bound."""

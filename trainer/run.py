@@ -233,7 +233,6 @@ def _gate_failed(
     failures: list[gate.GateFailure],
 ) -> TrainingResult:
     message = gate.summary(failures) + "; the model was not published"
-    progress(message, level="error")
     return TrainingResult(
         phase="Failed",
         reason="QualityGateFailed",
