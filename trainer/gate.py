@@ -49,7 +49,7 @@ def check_metrics(gate: QualityGate | None, metrics: dict[str, float]) -> list[G
             actual = metrics.get(name)
             if actual is None or math.isnan(actual):
                 failures.append(
-                    GateFailure(metric=name, bound=bound, threshold=threshold, actual=None)  # type: ignore[arg-type]
+                    GateFailure(metric=name, bound=bound, threshold=threshold, actual=None)
                 )
                 continue
             missed = threshold - actual if bound == "min" else actual - threshold
@@ -57,7 +57,7 @@ def check_metrics(gate: QualityGate | None, metrics: dict[str, float]) -> list[G
                 failures.append(
                     GateFailure(
                         metric=name,
-                        bound=bound,  # type: ignore[arg-type]
+                        bound=bound,
                         threshold=threshold,
                         actual=actual,
                         missed_by=missed,

@@ -17,6 +17,7 @@ prefix) is never overwritten: publishing fails with PublishError.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -66,7 +67,7 @@ def serialize(pipeline: Pipeline) -> bytes:
 
     def renumber(node: Any) -> Any:
         if isinstance(node, dict):
-            out = {}
+            out: dict[str, Any] = {}
             for key, value in node.items():
                 if key == "__id__" and isinstance(value, int):
                     out[key] = int(renames.setdefault(str(value), str(len(renames))))
@@ -98,8 +99,7 @@ def write_local(directory: Path, model: bytes, metadata: Metadata) -> str:
     """Write the three files into ``directory``; the digest."""
     (directory / MODEL_FILE).write_bytes(model)
     (directory / METADATA_FILE).write_text(
-        json.dumps(metadata.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True)
-        + "\n"
+        json.dumps(metadata.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True) + "\n"
     )
     digest = compute_digest(directory)
     (directory / DIGEST_FILE).write_text(digest + "\n")
@@ -114,7 +114,7 @@ def artifact_uri(store_uri: str, namespace: str, name: str, version: str) -> str
 
 
 def publish(
-    store_uri: str, namespace: str, name: str, version: str, model: bytes, metadata: Metadata
+    store_uri: str, *, namespace: str, name: str, version: str, model: bytes, metadata: Metadata
 ) -> tuple[str, str]:
     """Publish the artifact; its (uri, digest)."""
     uri = artifact_uri(store_uri, namespace, name, version)
@@ -132,16 +132,16 @@ def _publish_local(destination: Path, uri: str, model: bytes, metadata: Metadata
         raise PublishError(f"model store: version {uri} already exists; it is never overwritten")
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".tmp-{destination.name}-", dir=destination.parent)
-        )
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{destination.name}-", dir=destination.parent))
     except OSError as error:
         raise PublishError(f"model store {uri}: cannot write ({error.strerror or error})") from None
     try:
         digest = write_local(staging, model, metadata)
         staging.chmod(0o755)
         if destination.exists():
-            raise PublishError(f"model store: version {uri} already exists; it is never overwritten")
+            raise PublishError(
+                f"model store: version {uri} already exists; it is never overwritten"
+            )
         os.rename(staging, destination)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
@@ -174,9 +174,10 @@ def _publish_remote(uri: str, model: bytes, metadata: Metadata) -> str:
         raise
     except Exception as error:
         for remote in written:
-            try:
+            # Best effort: a directory without its digest file is incomplete anyway.
+            with contextlib.suppress(Exception):
                 fs.rm_file(remote)
-            except Exception:  # best effort: a directory without digest is incomplete anyway
-                pass
         detail = " ".join(str(error).split())[:300]
-        raise PublishError(f"model store {uri}: cannot write ({type(error).__name__}: {detail})") from None
+        raise PublishError(
+            f"model store {uri}: cannot write ({type(error).__name__}: {detail})"
+        ) from None

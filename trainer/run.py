@@ -115,40 +115,12 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         search.check_scoring(spec.search.scoring or "accuracy")
     partial["estimator"] = spec.model.estimator
 
-    progress(f"loading dataset {source}")
-    data = data_module.load(spec.dataset, spec.preprocessing.categorical_columns)
-    partial["task"] = data.task
-    task_of_estimator = estimators.task_of(cls)
-    if task_of_estimator and task_of_estimator != data.task:
-        raise EstimatorNotAllowedError(
-            f"estimator {spec.model.estimator} is for {task_of_estimator}, but the target "
-            f"{data.target_name!r} makes this {data.task} (set dataset.task to override)"
-        )
-    if data.task == "classification" and data.target.nunique() < 2:
-        raise EmptyDatasetError(
-            f"dataset {source}: the target {data.target_name!r} has a single class"
-        )
-    data_report = report.data_report(data.frame, data.target, data.task)
-    partial["data"] = DataSummary(
-        rows=data_report["rows"],
-        duplicates=data_report["duplicates"],
-        max_missing_fraction=data_report["maxMissingFraction"],
-        class_balance=data_report.get("classBalance"),
-        target_range=data_report.get("targetRange"),
-    )
-    progress(
-        f"{data.task}: {len(data.frame)} rows, {len(data.numeric)} numeric and "
-        f"{len(data.categorical)} categorical features, {data_report['duplicates']} duplicates, "
-        f"max missing {data_report['maxMissingFraction']:.1%}"
-        + (f", {data.dropped_rows} rows without a target dropped" if data.dropped_rows else "")
-    )
+    data, data_report = _load(spec, cls, source, progress, partial)
     data_failures = gate.check_data(spec.quality_gate, data_report["missing"])
     if data_failures:
         return _gate_failed(request, progress, partial, data_failures)
 
-    x_train, x_test, y_train, y_test = split(
-        data, spec.split.test_size, seed, spec.split.stratify
-    )
+    x_train, x_test, y_train, y_test = split(data, spec.split.test_size, seed, spec.split.stratify)
     model = pipeline.build(spec.preprocessing, data.numeric, data.categorical, estimator)
     how = (
         f"{spec.search.strategy} search over {spec.search.cv} folds"
@@ -156,7 +128,7 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         else f"{search.DEFAULT_CV}-fold cross-validation"
     )
     progress(f"fitting {cls.__name__} on {len(x_train)} rows ({how})")
-    fitted = search.fit(model, spec.search, data.task, seed, x_train, y_train)
+    fitted = search.fit(model, search=spec.search, task=data.task, seed=seed, x=x_train, y=y_train)
     for line in fitted.warnings:
         progress(line, level="warning")
     if fitted.best_params is not None:
@@ -188,17 +160,17 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
     meta = Metadata(
         name=request.name,
         version=request.version,
-        task=data.task,  # type: ignore[arg-type]
+        task=data.task,
         estimator=spec.model.estimator,
         target=data.target_name,
         features=[Feature(name=c, dtype=str(data.frame[c].dtype)) for c in data.frame.columns],
         classes=classes,
         metrics=metrics,
         params=_json_params(fitted.pipeline.named_steps[pipeline.MODEL_STEP].get_params()),
-        bestParams=fitted.best_params,
+        best_params=fitted.best_params,
         versions=library_versions(),
-        dataDigest=data.digest,
-        featureStats=stats,
+        data_digest=data.digest,
+        feature_stats=stats,
         namespace=request.namespace,
         confusionMatrix=evaluation.confusion_matrix,
         cvScoring=fitted.cv_scoring,
@@ -208,9 +180,15 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         spec=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
     model_bytes = publish.serialize(fitted.pipeline)
-    progress(f"publishing to {publish.artifact_uri(request.store, request.namespace, request.name, request.version)}")
+    target = publish.artifact_uri(request.store, request.namespace, request.name, request.version)
+    progress(f"publishing to {target}")
     uri, digest = publish.publish(
-        request.store, request.namespace, request.name, request.version, model_bytes, meta
+        request.store,
+        namespace=request.namespace,
+        name=request.name,
+        version=request.version,
+        model=model_bytes,
+        metadata=meta,
     )
     progress(f"published {digest}")
     return TrainingResult(
@@ -224,6 +202,44 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         duration_seconds=round(progress.elapsed(), 3),
         **partial,
     )
+
+
+def _load(
+    spec: TrainingJobSpec,
+    cls: type,
+    source: str | None,
+    progress: Progress,
+    partial: dict[str, Any],
+) -> tuple[data_module.Data, dict[str, Any]]:
+    """Load the data, check it fits the estimator, and report on it."""
+    progress(f"loading dataset {source}")
+    data = data_module.load(spec.dataset, spec.preprocessing.categorical_columns)
+    partial["task"] = data.task
+    task_of_estimator = estimators.task_of(cls)
+    if task_of_estimator and task_of_estimator != data.task:
+        raise EstimatorNotAllowedError(
+            f"estimator {spec.model.estimator} is for {task_of_estimator}, but the target "
+            f"{data.target_name!r} makes this {data.task} (set dataset.task to override)"
+        )
+    if data.task == "classification" and data.target.nunique() < 2:
+        raise EmptyDatasetError(
+            f"dataset {source}: the target {data.target_name!r} has a single class"
+        )
+    data_report = report.data_report(data.frame, data.target, data.task)
+    partial["data"] = DataSummary(
+        rows=data_report["rows"],
+        duplicates=data_report["duplicates"],
+        max_missing_fraction=data_report["maxMissingFraction"],
+        class_balance=data_report.get("classBalance"),
+        target_range=data_report.get("targetRange"),
+    )
+    progress(
+        f"{data.task}: {len(data.frame)} rows, {len(data.numeric)} numeric and "
+        f"{len(data.categorical)} categorical features, {data_report['duplicates']} duplicates, "
+        f"max missing {data_report['maxMissingFraction']:.1%}"
+        + (f", {data.dropped_rows} rows without a target dropped" if data.dropped_rows else "")
+    )
+    return data, data_report
 
 
 def _gate_failed(
@@ -249,8 +265,8 @@ def _gate_failed(
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     """Estimator params that are plain JSON values (nested estimators become their repr)."""
     plain: dict[str, Any] = {}
-    for key, value in sorted(params.items()):
-        value = evaluate.plain(value)
+    for key, raw in sorted(params.items()):
+        value = evaluate.plain(raw)
         if value is None or isinstance(value, str | int | float | bool):
             plain[key] = value
         elif isinstance(value, list | tuple) and all(

@@ -75,8 +75,7 @@ def validate(paths: tuple[Path, ...]) -> None:
 @click.option(
     "--namespace",
     envvar="MLOPS_TRAININGJOB_NAMESPACE",
-    help="Its namespace (default: the manifest's, else default). "
-    "[env MLOPS_TRAININGJOB_NAMESPACE]",
+    help="Its namespace (default: the manifest's, else default). [env MLOPS_TRAININGJOB_NAMESPACE]",
 )
 @click.option(
     "--store",
@@ -106,7 +105,7 @@ def validate(paths: tuple[Path, ...]) -> None:
     help="Progress lines (stderr) and summary (stdout) as text or JSON lines. "
     "[env MLOPS_LOG_FORMAT]",
 )
-def train(
+def train(  # noqa: PLR0917 (click passes every option)
     manifest: Path | None,
     spec_json: str | None,
     name: str | None,

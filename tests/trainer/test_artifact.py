@@ -74,9 +74,7 @@ def test_metadata_holds_the_data_report_importance_and_drift_baseline(
 
 
 def test_a_tampered_artifact_is_detected_by_its_digest(train: Trainer) -> None:
-    run = train(
-        {"dataset": {"builtin": "iris"}, "model": {"estimator": "sklearn.svm.SVC"}}
-    )
+    run = train({"dataset": {"builtin": "iris"}, "model": {"estimator": "sklearn.svm.SVC"}})
     artifact, digest = run.artifact(), run.result["model"]["digest"]
     metadata = json.loads((artifact / "metadata.json").read_text())
     metadata["metrics"]["accuracy"] = 1.0
@@ -91,12 +89,13 @@ def test_a_swapped_model_is_detected_by_its_digest(train: Trainer) -> None:
         {"dataset": {"builtin": "iris"}, "model": {"estimator": "sklearn.svm.SVC"}}, version="a"
     )
     second = train(
-        {"dataset": {"builtin": "iris"}, "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"}},
+        {
+            "dataset": {"builtin": "iris"},
+            "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
+        },
         version="b",
     )
-    (first.artifact() / "model.skops").write_bytes(
-        (second.artifact() / "model.skops").read_bytes()
-    )
+    (first.artifact() / "model.skops").write_bytes((second.artifact() / "model.skops").read_bytes())
     with pytest.raises(DigestMismatchError):
         verify(first.artifact(), first.result["model"]["digest"])
 
@@ -121,7 +120,9 @@ def test_same_spec_data_and_seed_give_the_same_metrics_and_digest(
 
 def test_a_different_seed_gives_a_different_model(train: Trainer, churn_pvc: str) -> None:
     first = train(churn_spec(churn_pvc), version="a")
-    second = train(churn_spec(churn_pvc, split=Split(seed=6).model_dump(by_alias=True)), version="b")
+    second = train(
+        churn_spec(churn_pvc, split=Split(seed=6).model_dump(by_alias=True)), version="b"
+    )
     assert first.result["model"]["digest"] != second.result["model"]["digest"]
 
 
