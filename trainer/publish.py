@@ -77,7 +77,7 @@ def serialize(pipeline: Pipeline) -> bytes:
                 else:
                     out[key] = renumber(value)
             return out
-        if isinstance(node, list):
+        if isinstance(node, list | tuple):
             return [renumber(item) for item in node]
         return node
 
