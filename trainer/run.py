@@ -30,6 +30,8 @@ from trainer.errors import (
 from trainer.progress import Progress
 from trainer.result import DataSummary, PublishedModel, TrainingResult
 
+RESULT_IMPORTANCE = 10
+"""The result names this many most important features (metadata.json has them all)."""
 LIBRARIES = ("scikit-learn", "skops", "numpy", "pandas", "mlops-operator")
 
 
@@ -145,7 +147,9 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
     progress(f"{score} (cv {fitted.cv_scoring} {fitted.cv_mean:.3f} ± {fitted.cv_std:.3f})")
 
     importance = report.permutation_importance(fitted.pipeline, x_test, y_test, data.task, seed)
-    partial["importance"] = {name: values["mean"] for name, values in importance.items()}
+    partial["importance"] = {
+        name: values["mean"] for name, values in list(importance.items())[:RESULT_IMPORTANCE]
+    }
     stats = report.feature_stats(x_train, data.categorical)
 
     failures = gate.check_metrics(spec.quality_gate, metrics)

@@ -11,7 +11,7 @@ CASES = [
     ("iris", "sklearn.linear_model.LogisticRegression", {"max_iter": 500}, "accuracy", 0.85),
     ("wine", "sklearn.tree.DecisionTreeClassifier", {"max_depth": 4}, "accuracy", 0.8),
     ("breast_cancer", "sklearn.neighbors.KNeighborsClassifier", {}, "accuracy", 0.85),
-    ("digits", "sklearn.naive_bayes.GaussianNB", {}, "accuracy", 0.75),
+    ("digits", "sklearn.naive_bayes.GaussianNB", {}, "accuracy", 0.7),
     ("diabetes", "sklearn.linear_model.Ridge", {"alpha": 1.0}, "r2", 0.3),
 ]
 
@@ -45,6 +45,7 @@ def test_trains_and_publishes(  # noqa: PLR0917
         "model.skops",
     ]
     assert "Succeeded" in run.stdout
+    assert len(result["importance"]) <= 10
 
 
 def test_regression_reports_the_target_range(train: Trainer) -> None:

@@ -156,3 +156,14 @@ def test_unknown_gate_metric(train: Trainer) -> None:
         "qualityGate": {"min": {"happiness": 1}},
     }
     assert_clean_failure(train, spec, 2, "unknown metric")
+
+
+def test_unwritable_store(train: Trainer, tmp_path: Path) -> None:
+    blocker = tmp_path / "store" / "team-a"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the namespace directory should be")
+    spec = {"dataset": {"builtin": "iris"}, "model": {"estimator": "sklearn.svm.SVC"}}
+    run = train(spec)
+    assert run.code == 11
+    assert "cannot write" in run.result["message"]
+    assert run.files_in_store() == [blocker]
