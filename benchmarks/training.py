@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -99,15 +100,26 @@ WORKLOADS = {
 }
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    started = time.perf_counter()
-    completed = subprocess.run(
-        command, capture_output=True, text=True, check=True, env=env, timeout=1800
-    )
-    return time.perf_counter() - started, completed.stdout
+@dataclass(frozen=True)
+class Timing:
+    wall: float
+    cpu: float
+    """user + system CPU seconds of the process: steadier than wall time on a shared machine."""
 
 
-def run_mlops(workload: Workload, scratch: Path, index: int) -> tuple[float, dict[str, Any]]:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str]) -> tuple[Timing, str]:
+    cpu, started = children_cpu(), time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
+    timing = Timing(wall=time.perf_counter() - started, cpu=children_cpu() - cpu)
+    return timing, completed.stdout
+
+
+def run_mlops(workload: Workload, scratch: Path, index: int) -> tuple[Timing, dict[str, Any]]:
     mlops = str(Path(sys.executable).parent / "mlops")
     termination = scratch / f"termination-{index}"
     seconds, _ = timed(
@@ -130,7 +142,7 @@ def run_mlops(workload: Workload, scratch: Path, index: int) -> tuple[float, dic
     return seconds, result
 
 
-def run_plain(workload: Workload, scratch: Path, index: int) -> tuple[float, dict[str, Any]]:
+def run_plain(workload: Workload, scratch: Path, index: int) -> tuple[Timing, dict[str, Any]]:
     script = scratch / "plain.py"
     script.write_text(workload.plain_script())
     seconds, out = timed([sys.executable, str(script), str(scratch / f"plain-{index}.joblib")])
@@ -139,7 +151,8 @@ def run_plain(workload: Workload, scratch: Path, index: int) -> tuple[float, dic
 
 
 def bench(workload: Workload, repeats: int) -> dict[str, Any]:
-    mlops_times, plain_times = [], []
+    mlops_times: list[Timing] = []
+    plain_times: list[Timing] = []
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         scratch = Path(tmp)
         for index in range(repeats):  # interleaved, so load on the machine hits both alike
@@ -147,12 +160,18 @@ def bench(workload: Workload, repeats: int) -> dict[str, Any]:
             plain_times.append(seconds)
             seconds, result = run_mlops(workload, scratch, index)
             mlops_times.append(seconds)
-    plain_s, mlops_s = statistics.median(plain_times), statistics.median(mlops_times)
+    plain_s = statistics.median(t.wall for t in plain_times)
+    mlops_s = statistics.median(t.wall for t in mlops_times)
+    plain_cpu = statistics.median(t.cpu for t in plain_times)
+    mlops_cpu = statistics.median(t.cpu for t in mlops_times)
     return {
         "workload": workload.name,
         "plain_s": round(plain_s, 2),
         "mlops_s": round(mlops_s, 2),
         "overhead": round((mlops_s - plain_s) / plain_s, 4),
+        "plain_cpu_s": round(plain_cpu, 2),
+        "mlops_cpu_s": round(mlops_cpu, 2),
+        "cpu_overhead": round((mlops_cpu - plain_cpu) / plain_cpu, 4),
         "plain_accuracy": round(plain["accuracy"], 4),
         "mlops_accuracy": result["metrics"]["accuracy"],
         "plain_cv_mean": round(plain["cv_mean"], 4),
@@ -168,12 +187,17 @@ def main() -> None:
     )
     args = parser.parse_args()
     names = args.workload or list(WORKLOADS)
-    print(f"{'workload':<18}{'plain s':>9}{'mlops s':>9}{'overhead':>10}  accuracy (plain/mlops)")
+    print(
+        f"{'workload':<18}{'plain s':>9}{'mlops s':>9}{'overhead':>10}"
+        f"{'plain cpu':>11}{'mlops cpu':>11}{'overhead':>10}  accuracy (plain/mlops)"
+    )
     for name in names:
         row = bench(WORKLOADS[name], args.repeats)
         print(
             f"{row['workload']:<18}{row['plain_s']:>9.2f}{row['mlops_s']:>9.2f}"
-            f"{row['overhead']:>10.1%}  {row['plain_accuracy']:.4f}/{row['mlops_accuracy']:.4f}",
+            f"{row['overhead']:>10.1%}{row['plain_cpu_s']:>11.2f}{row['mlops_cpu_s']:>11.2f}"
+            f"{row['cpu_overhead']:>10.1%}  "
+            f"{row['plain_accuracy']:.4f}/{row['mlops_accuracy']:.4f}",
             flush=True,
         )
         print(json.dumps(row), file=sys.stderr)

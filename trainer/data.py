@@ -61,8 +61,7 @@ def read_bytes(uri: str) -> bytes:
     """The content of the file at ``uri``; DataUnreadableError names the URI and the cause."""
     try:
         fs, path = store.filesystem(uri)
-        with fs.open(path, "rb") as handle:
-            content: bytes = handle.read()
+        content: bytes = fs.cat_file(path)
     except store.StoreError as error:
         raise DataUnreadableError(f"dataset {uri}: {error}") from None
     except FileNotFoundError:

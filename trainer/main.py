@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,6 +26,7 @@ VERSION_ENV = "MLOPS_MODEL_VERSION"
 TERMINATION_LOG_ENV = "MLOPS_TERMINATION_LOG"
 LOG_FORMAT_ENV = "MLOPS_LOG_FORMAT"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 def _describe(error: ValidationError) -> str:
@@ -101,8 +103,11 @@ def resolve_request(
             f"no model store: give --store (or ${STORE_ENV}) or set spec.output.uri"
         )
     version = version or new_version()
-    if not version or "/" in version or version.startswith("."):
-        raise InvalidSpecError(f"--version {version!r}: not a valid version name")
+    if not VERSION_PATTERN.fullmatch(version):
+        raise InvalidSpecError(
+            f"--version {version!r}: use letters, digits, '.', '_' and '-' (at most 63, "
+            "starting with a letter or digit)"
+        )
     return RunRequest(
         spec=spec, name=name, namespace=namespace or "default", store=store, version=version
     )

@@ -79,6 +79,27 @@ def test_spec_json_needs_a_name_and_a_store(tmp_path: Path) -> None:
     assert "no model store" in result.output
 
 
+def test_a_version_must_be_a_plain_name(tmp_path: Path) -> None:
+    spec = json.dumps({"dataset": {"builtin": "iris"}, "model": {"estimator": "sklearn.svm.SVC"}})
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--spec-json",
+            spec,
+            "--name",
+            "x",
+            "--store",
+            f"file://{tmp_path}",
+            "--version",
+            "../escape",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--version" in result.output
+    assert not any(tmp_path.iterdir())
+
+
 def test_malformed_spec_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["train", "--spec-json", "{nope", "--name", "x"])
     assert result.exit_code == 2
