@@ -55,6 +55,42 @@ def validate(paths: tuple[Path, ...]) -> None:
 
 
 @main.command()
+@click.option("--model-uri", envvar="MLOPS_MODEL_URI", required=True, help="Artifact URI.")
+@click.option(
+    "--model-digest", envvar="MLOPS_MODEL_DIGEST", required=True, help="Pinned sha256:<hex>."
+)
+@click.option("--model-name", envvar="MLOPS_MODEL_NAME", help="Served name (default: metadata).")
+@click.option("--variant", envvar="MLOPS_VARIANT", default="stable", show_default=True)
+@click.option("--host", envvar="MLOPS_HOST", default="0.0.0.0", show_default=True)
+@click.option("--port", envvar="MLOPS_PORT", type=int, default=8080, show_default=True)
+@click.option("--workers", envvar="MLOPS_WORKERS", type=int, default=1, show_default=True)
+@click.option("--max-batch-size", envvar="MLOPS_MAX_BATCH_SIZE", type=int, default=64)
+@click.option(
+    "--max-batch-wait", envvar="MLOPS_MAX_BATCH_WAIT", type=float, default=0.0, help="Seconds."
+)
+@click.option("--max-request-bytes", envvar="MLOPS_MAX_REQUEST_BYTES", type=int, default=8388608)
+@click.option(
+    "--allow-pickle/--no-allow-pickle",
+    envvar="MLOPS_ALLOW_PICKLE",
+    default=False,
+    help="Opt in to loading a joblib/pickle model: it can run arbitrary code.",
+)
+@click.option("--log-level", envvar="MLOPS_LOG_LEVEL", default="info", show_default=True)
+def serve(**options: object) -> None:
+    """Serve a verified model artifact over the Open Inference Protocol v2.
+
+    Every option can also be set as MLOPS_<OPTION> (e.g. MLOPS_MODEL_URI); further settings
+    (feedback capacity, drift window, graceful timeout, max rows) are environment-only.
+    See docs/model-server.md.
+    """
+    from model_server.server import run
+    from model_server.settings import ServerSettings
+
+    settings = ServerSettings(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
+    raise SystemExit(run(settings))
+
+
+@main.command()
 @click.option(
     "-n",
     "--namespace",

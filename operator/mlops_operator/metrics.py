@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -54,3 +54,23 @@ def reconciling(kind: str) -> Iterator[None]:
         RECONCILE_TOTAL.labels(kind=kind, result="ok").inc()
     finally:
         RECONCILE_DURATION.labels(kind=kind).observe(time.perf_counter() - started)
+
+
+CANARY_WEIGHT = Gauge(
+    "mlops_canary_weight_percent",
+    "Percent of live traffic the canary of a ModelDeployment gets.",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+ANALYSIS_TOTAL = Counter(
+    "mlops_analysis_total",
+    "Canary analyses by verdict (Passed, Failed, Inconclusive).",
+    ["verdict"],
+    registry=REGISTRY,
+)
+ROLLOUT_TRANSITIONS = Counter(
+    "mlops_rollout_transitions_total",
+    "ModelDeployment rollout transitions by action (start, advance, promote, rollback, ...).",
+    ["action"],
+    registry=REGISTRY,
+)

@@ -64,6 +64,36 @@ class OperatorSettings(BaseSettings):
         description="How often scheduled TrainingJobs are checked for a due run and their "
         "history trimmed (the cron schedule's resolution is a minute).",
     )
+    serving_image: str = Field(
+        "",
+        description="The image of the model-server Pods (`mlops serve`); empty means `image`.",
+    )
+    router_image: str = Field(
+        "nginxinc/nginx-unprivileged:1.28.0-alpine",
+        description="The nginx image of the builtin router (an unprivileged nginx; pin a digest "
+        "with name@sha256:... in production).",
+    )
+    router_replicas: int = Field(2, ge=1, description="nginx router Pods per ModelDeployment.")
+    cluster_domain: str = Field(
+        "cluster.local", description="The cluster's DNS domain, for Service host names."
+    )
+    analysis_tick_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often ModelDeployments are reconciled by the timer; each one's "
+        "analysis runs when its spec.traffic.interval is over (checked at this resolution).",
+    )
+    prometheus_selector: str = Field(
+        'namespace="{namespace}",model="{name}",variant="{variant}"',
+        description="The label matchers of a variant's series in Prometheus; {namespace}, "
+        "{name} (the ModelDeployment, which is the served model name) and {variant}.",
+    )
+    metrics_targets: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict,
+        description="builtin metrics source, for tests and debugging: the /metrics URLs to "
+        'scrape instead of the variant\'s Pods, as JSON {"<namespace>/<name>": {"stable": '
+        '[url, ...], "canary": [url, ...]}}.',
+    )
     liveness_port: int = Field(
         8080, ge=0, le=65535, description="The port of the liveness probe (/healthz); 0: none."
     )
@@ -77,6 +107,10 @@ class OperatorSettings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @property
+    def model_server_image(self) -> str:
+        return self.serving_image or self.image
 
     @property
     def default_store_uri(self) -> str:
