@@ -61,8 +61,7 @@ def read_bytes(uri: str) -> bytes:
     """The content of the file at ``uri``; DataUnreadableError names the URI and the cause."""
     try:
         fs, path = store.filesystem(uri)
-        with fs.open(path, "rb") as handle:
-            content: bytes = handle.read()
+        content: bytes = fs.cat_file(path)
     except store.StoreError as error:
         raise DataUnreadableError(f"dataset {uri}: {error}") from None
     except FileNotFoundError:
@@ -71,9 +70,8 @@ def read_bytes(uri: str) -> bytes:
         raise DataUnreadableError(f"dataset {uri}: is a directory, not a file") from None
     except Exception as error:  # network, permissions, credentials: all "cannot read"
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise DataUnreadableError(
-            f"dataset {uri}: cannot read it ({type(error).__name__}{': ' + detail if detail else ''})"
-        ) from None
+        cause = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+        raise DataUnreadableError(f"dataset {uri}: cannot read it ({cause})") from None
     return content
 
 
@@ -134,26 +132,27 @@ def _as_strings(column: pd.Series) -> pd.Series:
     return values.where(values.isna(), values.map(str)).where(values.notna(), np.nan)
 
 
-def load(spec: Dataset, categorical_columns: list[str] | None = None) -> Data:
-    """Read, select and type the data the spec names."""
+def _read(spec: Dataset) -> tuple[pd.DataFrame, str, str, str, str]:
+    """The raw table, its target column, digest, a name for messages, and the known task."""
     if spec.builtin:
         frame, target = load_builtin(spec.builtin)
-        digest = _content_digest(frame)
-        source = spec.builtin
         task = spec.task or BUILTIN_TASKS[spec.builtin]
-    else:
-        assert spec.uri is not None and spec.target is not None  # the spec's rules
-        fmt = file_format(spec)
-        content = read_bytes(spec.uri)
-        if not content.strip():
-            raise EmptyDatasetError(f"dataset {spec.uri}: the file is empty")
-        frame = parse(content, fmt, spec.uri)
-        digest = f"sha256:{hashlib.sha256(content).hexdigest()}"
-        target, source, task = spec.target, spec.uri, ""
-    frame.columns = [str(column) for column in frame.columns]
-    target = spec.target or target
-    features = spec.features or [column for column in frame.columns if column != target]
-    wanted = [target, *features, *(categorical_columns or [])]
+        return frame, spec.target or target, _content_digest(frame), spec.builtin, task
+    if spec.uri is None or spec.target is None:  # the spec's rules forbid it
+        raise InvalidSpecError("dataset: set builtin, or uri with target")
+    fmt = file_format(spec)
+    content = read_bytes(spec.uri)
+    if not content.strip():
+        raise EmptyDatasetError(f"dataset {spec.uri}: the file is empty")
+    frame = parse(content, fmt, spec.uri)
+    digest = f"sha256:{hashlib.sha256(content).hexdigest()}"
+    return frame, spec.target, digest, spec.uri, spec.task or ""
+
+
+def _check_columns(
+    frame: pd.DataFrame, source: str, target: str, features: list[str], extra: list[str]
+) -> None:
+    wanted = [target, *features, *extra]
     missing = [column for column in dict.fromkeys(wanted) if column not in frame.columns]
     if missing:
         available = ", ".join(frame.columns[:30]) + (", ..." if len(frame.columns) > 30 else "")
@@ -166,6 +165,34 @@ def load(spec: Dataset, categorical_columns: list[str] | None = None) -> Data:
         raise EmptyDatasetError(f"dataset {source}: no feature columns besides the target")
     if frame.empty:
         raise EmptyDatasetError(f"dataset {source}: no rows")
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    """Numbers and booleans are numeric features; anything else is categorical."""
+    return bool(pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+def _typed_target(y: pd.Series, task: str, source: str) -> pd.Series:
+    numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+    if task == "classification":
+        if not numeric:
+            return _as_strings(y).astype(object)
+        if np.all(np.mod(y.to_numpy(dtype=float), 1) == 0):
+            return y.astype("int64")
+        return y
+    if not numeric:
+        raise InvalidSpecError(
+            f"dataset {source}: a regression target must be numeric; {y.name!r} is {y.dtype}"
+        )
+    return y.astype("float64")
+
+
+def load(spec: Dataset, categorical_columns: list[str] | None = None) -> Data:
+    """Read, select and type the data the spec names."""
+    frame, target, digest, source, task = _read(spec)
+    frame.columns = [str(column) for column in frame.columns]
+    features = spec.features or [column for column in frame.columns if column != target]
+    _check_columns(frame, source, target, features, categorical_columns or [])
     labelled = frame[frame[target].notna()]
     if labelled.empty:
         raise EmptyDatasetError(f"dataset {source}: no rows with a value in {target!r}")
@@ -174,33 +201,17 @@ def load(spec: Dataset, categorical_columns: list[str] | None = None) -> Data:
     categorical = [
         column
         for column in features
-        if column in (categorical_columns or [])
-        or not (pd.api.types.is_numeric_dtype(x[column]) or pd.api.types.is_bool_dtype(x[column]))
+        if column in (categorical_columns or []) or not _is_numeric(x[column])
     ]
     numeric = [column for column in features if column not in categorical]
-    columns: dict[str, Any] = {}
-    for column in features:
-        if column in categorical:
-            columns[column] = _as_strings(x[column])
-        else:
-            columns[column] = x[column].astype("float64")
-    x = pd.DataFrame(columns, columns=features)
-    task = task or spec.task or infer_task(y)
-    if task == "classification":
-        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
-            y = _as_strings(y).astype(object)
-        elif np.all(np.mod(y.to_numpy(dtype=float), 1) == 0):
-            y = y.astype("int64")
-    else:
-        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
-            raise InvalidSpecError(
-                f"dataset {source}: a regression target must be numeric; {target!r} is "
-                f"{y.dtype}"
-            )
-        y = y.astype("float64")
+    columns: dict[str, Any] = {
+        column: _as_strings(x[column]) if column in categorical else x[column].astype("float64")
+        for column in features
+    }
+    task = task or infer_task(y)
     return Data(
-        frame=x,
-        target=y.rename(target),
+        frame=pd.DataFrame(columns, columns=features),
+        target=_typed_target(y, task, source).rename(target),
         target_name=target,
         task=task,
         categorical=categorical,

@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from mlops_operator.api.trainingjob import QualityGate
 
 
 class GateFailure(BaseModel):
     """One bound a model (or its data) missed."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
     metric: str
     """The metric, or ``missing:<column>`` for the data-quality bound."""
@@ -46,7 +49,7 @@ def check_metrics(gate: QualityGate | None, metrics: dict[str, float]) -> list[G
             actual = metrics.get(name)
             if actual is None or math.isnan(actual):
                 failures.append(
-                    GateFailure(metric=name, bound=bound, threshold=threshold, actual=None)  # type: ignore[arg-type]
+                    GateFailure(metric=name, bound=bound, threshold=threshold, actual=None)
                 )
                 continue
             missed = threshold - actual if bound == "min" else actual - threshold
@@ -54,7 +57,7 @@ def check_metrics(gate: QualityGate | None, metrics: dict[str, float]) -> list[G
                 failures.append(
                     GateFailure(
                         metric=name,
-                        bound=bound,  # type: ignore[arg-type]
+                        bound=bound,
                         threshold=threshold,
                         actual=actual,
                         missed_by=missed,

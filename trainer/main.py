@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,6 +26,7 @@ VERSION_ENV = "MLOPS_MODEL_VERSION"
 TERMINATION_LOG_ENV = "MLOPS_TERMINATION_LOG"
 LOG_FORMAT_ENV = "MLOPS_LOG_FORMAT"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 def _describe(error: ValidationError) -> str:
@@ -33,8 +35,45 @@ def _describe(error: ValidationError) -> str:
     return describe(error)
 
 
+def _from_manifest(manifest: Path) -> tuple[Any, str, str]:
+    """The spec, name and namespace of the one TrainingJob in a manifest file."""
+    from mlops_operator.api.trainingjob import TrainingJob
+    from mlops_operator.manifests import ManifestError, documents, parse
+
+    if not manifest.exists():
+        raise InvalidSpecError(f"{manifest}: no such file")
+    try:
+        jobs = [parse(doc, str(manifest)) for doc in documents(manifest)]
+    except ManifestError as error:
+        raise InvalidSpecError(str(error)) from None
+    trainingjobs = [job for job in jobs if isinstance(job, TrainingJob)]
+    if len(trainingjobs) != 1:
+        raise InvalidSpecError(
+            f"{manifest}: expected exactly one TrainingJob, found {len(trainingjobs)}"
+        )
+    job = trainingjobs[0]
+    return job.spec, job.metadata.name, job.metadata.namespace
+
+
+def _from_json(spec_json: str) -> Any:
+    """The TrainingJobSpec in a JSON document (a spec, or a whole TrainingJob)."""
+    from mlops_operator.api.trainingjob import TrainingJobSpec
+
+    try:
+        document = json.loads(spec_json)
+    except json.JSONDecodeError as error:
+        raise InvalidSpecError(f"spec JSON: not valid JSON ({error})") from None
+    if isinstance(document, dict) and document.get("kind") == "TrainingJob":
+        document = document.get("spec")
+    try:
+        return TrainingJobSpec.model_validate(document)
+    except ValidationError as error:
+        raise InvalidSpecError(f"spec: {_describe(error)}") from None
+
+
 def resolve_request(
     manifest: Path | None,
+    *,
     spec_json: str | None,
     name: str | None,
     namespace: str | None,
@@ -42,41 +81,16 @@ def resolve_request(
     version: str | None,
 ) -> Any:
     """The RunRequest from the flags; InvalidSpecError names what is missing or wrong."""
-    from mlops_operator.api.trainingjob import TrainingJob, TrainingJobSpec
-    from mlops_operator.manifests import ManifestError, documents, parse
     from trainer.publish import new_version
     from trainer.run import RunRequest
 
     if manifest is not None and spec_json:
         raise InvalidSpecError("give either a manifest (-f) or a spec (--spec-json), not both")
     if manifest is not None:
-        try:
-            docs = list(documents(manifest)) if manifest.exists() else None
-            if docs is None:
-                raise InvalidSpecError(f"{manifest}: no such file")
-            jobs = [parse(doc, str(manifest)) for doc in docs]
-        except ManifestError as error:
-            raise InvalidSpecError(str(error)) from None
-        trainingjobs = [job for job in jobs if isinstance(job, TrainingJob)]
-        if len(trainingjobs) != 1:
-            raise InvalidSpecError(
-                f"{manifest}: expected exactly one TrainingJob, found {len(trainingjobs)}"
-            )
-        job = trainingjobs[0]
-        spec = job.spec
-        name = name or job.metadata.name
-        namespace = namespace or job.metadata.namespace
+        spec, manifest_name, manifest_namespace = _from_manifest(manifest)
+        name, namespace = name or manifest_name, namespace or manifest_namespace
     elif spec_json:
-        try:
-            document = json.loads(spec_json)
-        except json.JSONDecodeError as error:
-            raise InvalidSpecError(f"spec JSON: not valid JSON ({error})") from None
-        if isinstance(document, dict) and document.get("kind") == "TrainingJob":
-            document = document.get("spec")
-        try:
-            spec = TrainingJobSpec.model_validate(document)
-        except ValidationError as error:
-            raise InvalidSpecError(f"spec: {_describe(error)}") from None
+        spec = _from_json(spec_json)
         if not name:
             raise InvalidSpecError(f"a spec given as JSON needs --name (or ${NAME_ENV})")
     else:
@@ -89,8 +103,11 @@ def resolve_request(
             f"no model store: give --store (or ${STORE_ENV}) or set spec.output.uri"
         )
     version = version or new_version()
-    if not version or "/" in version or version.startswith("."):
-        raise InvalidSpecError(f"--version {version!r}: not a valid version name")
+    if not VERSION_PATTERN.fullmatch(version):
+        raise InvalidSpecError(
+            f"--version {version!r}: use letters, digits, '.', '_' and '-' (at most 63, "
+            "starting with a letter or digit)"
+        )
     return RunRequest(
         spec=spec, name=name, namespace=namespace or "default", store=store, version=version
     )
@@ -110,9 +127,7 @@ def write_termination_message(result: TrainingResult, path: str, explicit: bool)
 def summary(result: TrainingResult) -> str:
     lines = [f"{result.phase}: {result.message}"]
     if result.metrics:
-        shown = ", ".join(
-            f"{k}={v:.4g}" for k, v in result.metrics.items() if v is not None
-        )
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if v is not None)
         lines.append(f"  metrics: {shown}")
     if result.best_params:
         lines.append(f"  best params: {result.best_params}")
@@ -130,6 +145,7 @@ def summary(result: TrainingResult) -> str:
 
 def main(
     manifest: Path | None = None,
+    *,
     spec_json: str | None = None,
     name: str | None = None,
     namespace: str | None = None,
@@ -143,7 +159,14 @@ def main(
     out = out or sys.stdout
     progress = Progress(log_format)
     try:
-        request = resolve_request(manifest, spec_json, name, namespace, store, version)
+        request = resolve_request(
+            manifest,
+            spec_json=spec_json,
+            name=name,
+            namespace=namespace,
+            store=store,
+            version=version,
+        )
     except TrainerError as error:
         result = TrainingResult(
             phase="Failed",

@@ -26,9 +26,11 @@ from trainer.evaluate import plain
 
 BINS = 10
 IMPORTANCE_REPEATS = 5
-IMPORTANCE_MAX_ROWS = 2000
-"""Permutation importance uses at most this many test rows (a seeded sample)."""
-IMPORTANCE_BATCH_ROWS = 200_000
+IMPORTANCE_BUDGET_ROWS = 10_000
+"""Permutation importance predicts at most this many rows in all: with many features or a
+large test set it uses fewer repeats (at least one) and then a seeded sample of the test rows
+(at least IMPORTANCE_MIN_ROWS), so it stays a small fraction of the training time."""
+IMPORTANCE_MIN_ROWS = 100
 
 
 def data_report(frame: pd.DataFrame, target: pd.Series, task: str) -> dict[str, Any]:
@@ -106,27 +108,26 @@ def permutation_importance(
 ) -> dict[str, dict[str, float]]:
     """Mean and std of the score drop per input column, most important first."""
     rng = np.random.default_rng(seed)
-    if len(x) > IMPORTANCE_MAX_ROWS:
-        rows = np.sort(rng.choice(len(x), IMPORTANCE_MAX_ROWS, replace=False))
-        x, y = x.iloc[rows].reset_index(drop=True), y.iloc[rows].reset_index(drop=True)
+    features = max(len(x.columns), 1)
+    rows = max(IMPORTANCE_MIN_ROWS, IMPORTANCE_BUDGET_ROWS // features)
+    if len(x) > rows:
+        sample = np.sort(rng.choice(len(x), rows, replace=False))
+        x, y = x.iloc[sample].reset_index(drop=True), y.iloc[sample].reset_index(drop=True)
+    n = len(x)
+    repeats = max(1, min(IMPORTANCE_REPEATS, IMPORTANCE_BUDGET_ROWS // (features * n)))
     truth = y.to_numpy()
     baseline = _score(task, truth, pipeline.predict(x))
-    n = len(x)
-    repeats = max(1, min(IMPORTANCE_REPEATS, IMPORTANCE_BATCH_ROWS // max(n, 1)))
     jobs = [(column, r) for column in x.columns for r in range(repeats)]
+    copies = []
+    for column, _ in jobs:
+        copy = x.copy()
+        copy[column] = x[column].to_numpy()[rng.permutation(n)]
+        copies.append(copy)
+    predicted = pipeline.predict(pd.concat(copies, ignore_index=True))
     drops: dict[str, list[float]] = {column: [] for column in x.columns}
-    per_batch = max(1, IMPORTANCE_BATCH_ROWS // max(n, 1))
-    for start in range(0, len(jobs), per_batch):
-        batch = jobs[start : start + per_batch]
-        copies = []
-        for column, _ in batch:
-            copy = x.copy()
-            copy[column] = x[column].to_numpy()[rng.permutation(n)]
-            copies.append(copy)
-        predicted = pipeline.predict(pd.concat(copies, ignore_index=True))
-        for index, (column, _) in enumerate(batch):
-            block = predicted[index * n : (index + 1) * n]
-            drops[column].append(baseline - _score(task, truth, block))
+    for index, (column, _) in enumerate(jobs):
+        block = predicted[index * n : (index + 1) * n]
+        drops[column].append(baseline - _score(task, truth, block))
     importance = {
         column: {"mean": float(np.mean(values)), "std": float(np.std(values))}
         for column, values in drops.items()

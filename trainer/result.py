@@ -9,6 +9,7 @@ importance, ...) in a fixed order, never by cutting the JSON: the document alway
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -73,7 +74,7 @@ class TrainingResult(_Model):
     gate_failures: list[GateFailure] = Field(default_factory=list)
     """Each bound of the quality gate that was missed, with by how much."""
     data: DataSummary | None = None
-    importance: dict[str, float] | None = None
+    importance: dict[str, float | None] | None = None
     """Permutation importance (mean score drop) of the most important features."""
     confusion_matrix: dict[str, Any] | None = None
     """{labels, matrix}: rows are true classes, columns predicted ones."""
@@ -92,7 +93,7 @@ class TrainingResult(_Model):
             candidate.importance = {k: _round(v) for k, v in candidate.importance.items()}
         if len(candidate.message) > MESSAGE_LIMIT:
             candidate.message = candidate.message[: MESSAGE_LIMIT - 1] + "…"
-        steps = [
+        steps: list[Callable[[TrainingResult], None]] = [
             lambda r: setattr(r, "warnings", r.warnings[:3] if r.warnings else None),
             lambda r: setattr(r, "warnings", None),
             lambda r: setattr(r, "confusion_matrix", None),
@@ -130,7 +131,7 @@ def _round(value: float | None) -> float | None:
     return float(f"{value:.6g}")
 
 
-def _top(importance: dict[str, float] | None, count: int) -> dict[str, float] | None:
+def _top(importance: dict[str, float | None] | None, count: int) -> dict[str, float | None] | None:
     return dict(list(importance.items())[:count]) if importance else None
 
 

@@ -30,6 +30,8 @@ from trainer.errors import (
 from trainer.progress import Progress
 from trainer.result import DataSummary, PublishedModel, TrainingResult
 
+RESULT_IMPORTANCE = 10
+"""The result names this many most important features (metadata.json has them all)."""
 LIBRARIES = ("scikit-learn", "skops", "numpy", "pandas", "mlops-operator")
 
 
@@ -115,6 +117,105 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         search.check_scoring(spec.search.scoring or "accuracy")
     partial["estimator"] = spec.model.estimator
 
+    data, data_report = _load(spec, cls, source, progress, partial)
+    data_failures = gate.check_data(spec.quality_gate, data_report["missing"])
+    if data_failures:
+        return _gate_failed(request, progress, partial, data_failures)
+
+    x_train, x_test, y_train, y_test = split(data, spec.split.test_size, seed, spec.split.stratify)
+    model = pipeline.build(spec.preprocessing, data.numeric, data.categorical, estimator)
+    how = (
+        f"{spec.search.strategy} search over {spec.search.cv} folds"
+        if spec.search
+        else f"{search.DEFAULT_CV}-fold cross-validation"
+    )
+    progress(f"fitting {cls.__name__} on {len(x_train)} rows ({how})")
+    fitted = search.fit(model, search=spec.search, task=data.task, seed=seed, x=x_train, y=y_train)
+    for line in fitted.warnings:
+        progress(line, level="warning")
+    if fitted.best_params is not None:
+        progress(f"best of {fitted.candidates} candidates: {fitted.best_params}")
+    partial["best_params"] = fitted.best_params
+    partial["cv_scoring"] = fitted.cv_scoring
+    partial["warnings"] = fitted.warnings or None
+
+    progress(f"evaluating on {len(x_test)} held-out rows")
+    evaluation = evaluate.evaluate(data.task, fitted.pipeline, x_test, y_test)
+    metrics = {**evaluation.metrics, "cv_mean": fitted.cv_mean, "cv_std": fitted.cv_std}
+    score = evaluate.headline(data.task, metrics)
+    partial.update(metrics=metrics, score=score, confusion_matrix=evaluation.confusion_matrix)
+    progress(f"{score} (cv {fitted.cv_scoring} {fitted.cv_mean:.3f} ± {fitted.cv_std:.3f})")
+
+    importance = report.permutation_importance(fitted.pipeline, x_test, y_test, data.task, seed)
+    partial["importance"] = {
+        name: values["mean"] for name, values in list(importance.items())[:RESULT_IMPORTANCE]
+    }
+    stats = report.feature_stats(x_train, data.categorical)
+
+    failures = gate.check_metrics(spec.quality_gate, metrics)
+    if failures:
+        return _gate_failed(request, progress, partial, failures)
+
+    classes = (
+        [evaluate.plain(c) for c in fitted.pipeline.classes_]
+        if data.task == "classification"
+        else None
+    )
+    meta = Metadata(
+        name=request.name,
+        version=request.version,
+        task=data.task,
+        estimator=spec.model.estimator,
+        target=data.target_name,
+        features=[Feature(name=c, dtype=str(data.frame[c].dtype)) for c in data.frame.columns],
+        classes=classes,
+        metrics=metrics,
+        params=_json_params(fitted.pipeline.named_steps[pipeline.MODEL_STEP].get_params()),
+        best_params=fitted.best_params,
+        versions=library_versions(),
+        data_digest=data.digest,
+        feature_stats=stats,
+        namespace=request.namespace,
+        confusionMatrix=evaluation.confusion_matrix,
+        cvScoring=fitted.cv_scoring,
+        cvScores=fitted.cv_scores,
+        dataReport=data_report,
+        importance=importance,
+        spec=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+    )
+    model_bytes = publish.serialize(fitted.pipeline)
+    target = publish.artifact_uri(request.store, request.namespace, request.name, request.version)
+    progress(f"publishing to {target}")
+    uri, digest = publish.publish(
+        request.store,
+        namespace=request.namespace,
+        name=request.name,
+        version=request.version,
+        model=model_bytes,
+        metadata=meta,
+    )
+    progress(f"published {digest}")
+    return TrainingResult(
+        phase="Succeeded",
+        reason="Trained",
+        exit_code=int(ExitCode.OK),
+        message=f"{score}; published version {request.version}",
+        name=request.name,
+        namespace=request.namespace,
+        model=PublishedModel(uri=uri, digest=digest, version=request.version),
+        duration_seconds=round(progress.elapsed(), 3),
+        **partial,
+    )
+
+
+def _load(
+    spec: TrainingJobSpec,
+    cls: type,
+    source: str | None,
+    progress: Progress,
+    partial: dict[str, Any],
+) -> tuple[data_module.Data, dict[str, Any]]:
+    """Load the data, check it fits the estimator, and report on it."""
     progress(f"loading dataset {source}")
     data = data_module.load(spec.dataset, spec.preprocessing.categorical_columns)
     partial["task"] = data.task
@@ -142,88 +243,7 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         f"max missing {data_report['maxMissingFraction']:.1%}"
         + (f", {data.dropped_rows} rows without a target dropped" if data.dropped_rows else "")
     )
-    data_failures = gate.check_data(spec.quality_gate, data_report["missing"])
-    if data_failures:
-        return _gate_failed(request, progress, partial, data_failures)
-
-    x_train, x_test, y_train, y_test = split(
-        data, spec.split.test_size, seed, spec.split.stratify
-    )
-    model = pipeline.build(spec.preprocessing, data.numeric, data.categorical, estimator)
-    how = (
-        f"{spec.search.strategy} search over {spec.search.cv} folds"
-        if spec.search
-        else f"{search.DEFAULT_CV}-fold cross-validation"
-    )
-    progress(f"fitting {cls.__name__} on {len(x_train)} rows ({how})")
-    fitted = search.fit(model, spec.search, data.task, seed, x_train, y_train)
-    for line in fitted.warnings:
-        progress(line, level="warning")
-    if fitted.best_params is not None:
-        progress(f"best of {fitted.candidates} candidates: {fitted.best_params}")
-    partial["best_params"] = fitted.best_params
-    partial["cv_scoring"] = fitted.cv_scoring
-    partial["warnings"] = fitted.warnings or None
-
-    progress(f"evaluating on {len(x_test)} held-out rows")
-    evaluation = evaluate.evaluate(data.task, fitted.pipeline, x_test, y_test)
-    metrics = {**evaluation.metrics, "cv_mean": fitted.cv_mean, "cv_std": fitted.cv_std}
-    score = evaluate.headline(data.task, metrics)
-    partial.update(metrics=metrics, score=score, confusion_matrix=evaluation.confusion_matrix)
-    progress(f"{score} (cv {fitted.cv_scoring} {fitted.cv_mean:.3f} ± {fitted.cv_std:.3f})")
-
-    importance = report.permutation_importance(fitted.pipeline, x_test, y_test, data.task, seed)
-    partial["importance"] = {name: values["mean"] for name, values in importance.items()}
-    stats = report.feature_stats(x_train, data.categorical)
-
-    failures = gate.check_metrics(spec.quality_gate, metrics)
-    if failures:
-        return _gate_failed(request, progress, partial, failures)
-
-    classes = (
-        [evaluate.plain(c) for c in fitted.pipeline.classes_]
-        if data.task == "classification"
-        else None
-    )
-    meta = Metadata(
-        name=request.name,
-        version=request.version,
-        task=data.task,  # type: ignore[arg-type]
-        estimator=spec.model.estimator,
-        target=data.target_name,
-        features=[Feature(name=c, dtype=str(data.frame[c].dtype)) for c in data.frame.columns],
-        classes=classes,
-        metrics=metrics,
-        params=_json_params(fitted.pipeline.named_steps[pipeline.MODEL_STEP].get_params()),
-        bestParams=fitted.best_params,
-        versions=library_versions(),
-        dataDigest=data.digest,
-        featureStats=stats,
-        namespace=request.namespace,
-        confusionMatrix=evaluation.confusion_matrix,
-        cvScoring=fitted.cv_scoring,
-        cvScores=fitted.cv_scores,
-        dataReport=data_report,
-        importance=importance,
-        spec=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-    )
-    model_bytes = publish.serialize(fitted.pipeline)
-    progress(f"publishing to {publish.artifact_uri(request.store, request.namespace, request.name, request.version)}")
-    uri, digest = publish.publish(
-        request.store, request.namespace, request.name, request.version, model_bytes, meta
-    )
-    progress(f"published {digest}")
-    return TrainingResult(
-        phase="Succeeded",
-        reason="Trained",
-        exit_code=int(ExitCode.OK),
-        message=f"{score}; published version {request.version}",
-        name=request.name,
-        namespace=request.namespace,
-        model=PublishedModel(uri=uri, digest=digest, version=request.version),
-        duration_seconds=round(progress.elapsed(), 3),
-        **partial,
-    )
+    return data, data_report
 
 
 def _gate_failed(
@@ -233,7 +253,6 @@ def _gate_failed(
     failures: list[gate.GateFailure],
 ) -> TrainingResult:
     message = gate.summary(failures) + "; the model was not published"
-    progress(message, level="error")
     return TrainingResult(
         phase="Failed",
         reason="QualityGateFailed",
@@ -250,8 +269,8 @@ def _gate_failed(
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     """Estimator params that are plain JSON values (nested estimators become their repr)."""
     plain: dict[str, Any] = {}
-    for key, value in sorted(params.items()):
-        value = evaluate.plain(value)
+    for key, raw in sorted(params.items()):
+        value = evaluate.plain(raw)
         if value is None or isinstance(value, str | int | float | bool):
             plain[key] = value
         elif isinstance(value, list | tuple) and all(

@@ -187,7 +187,7 @@ def operator(
     help="Progress lines (stderr) and summary (stdout) as text or JSON lines. "
     "[env MLOPS_LOG_FORMAT]",
 )
-def train(  # noqa: PLR0917
+def train(  # noqa: PLR0917 (click passes every option)
     manifest: Path | None,
     spec_json: str | None,
     name: str | None,

@@ -7,6 +7,9 @@ ClusterRole includes, so the tests prove exactly the permissions users install.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import urllib.request
 from dataclasses import dataclass, field
@@ -112,7 +115,11 @@ class OperatorProcess:
 
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, as when a node dies."""
-        self.stop(grace=0)
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.popen.pid, signal.SIGKILL)
+            self.process.popen.wait(10)
+        self.stop()
 
     def get(self, path: str, port: int) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:

@@ -80,6 +80,7 @@ def test_pod_runs_mlops_train_from_the_operator_image_with_the_spec() -> None:
     assert variables["MLOPS_TRAININGJOB_NAME"] == "cancer-v1"
     assert variables["MLOPS_TRAININGJOB_NAMESPACE"] == "team-a"
     assert variables["MLOPS_MODEL_STORE"] == "pvc://mlops-models"
+    assert variables["MLOPS_MODEL_VERSION"] == "20261122-100000-0a1b"
 
 
 def test_job_limits_come_from_the_spec() -> None:

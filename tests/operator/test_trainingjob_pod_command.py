@@ -59,7 +59,8 @@ def test_the_pods_command_trains_and_its_result_becomes_the_status(tmp_path: Pat
     assert status["metrics"]["accuracy"] > 0.9
     assert status["score"].startswith("accuracy=")
     model = status["model"]
-    assert model["uri"].startswith("pvc://mlops-models/team-a/cancer-v1/")
+    assert model["uri"] == "pvc://mlops-models/team-a/cancer-v1/20261122-100000-0a1b"
+    assert model["version"] == "20261122-100000-0a1b"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLOPS_PVC_ROOT", str(tmp_path / "pvc"))
         artifact = local_path(model["uri"])

@@ -73,3 +73,14 @@ def test_reconciles_are_counted_and_timed() -> None:
     assert 'mlops_reconcile_total{kind="TrainingJob",result="ok"}' in text
     assert 'mlops_reconcile_total{kind="TrainingJob",result="error"}' in text
     assert "mlops_reconcile_duration_seconds_bucket" in text
+
+
+def test_operator_command_is_documented() -> None:
+    from click.testing import CliRunner
+
+    from mlops_operator.cli import main
+
+    result = CliRunner().invoke(main, ["operator", "--help"])
+    assert result.exit_code == 0
+    for option in ("--namespace", "--liveness-port", "--metrics-port"):
+        assert option in result.output

@@ -12,7 +12,7 @@ from mlops_operator.naming import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER, 
 from mlops_operator.settings import OperatorSettings
 from model_server.store import PVC_ROOT_ENV, S3_ENDPOINT_ENV
 from trainer.errors import ExitCode
-from trainer.main import NAME_ENV, NAMESPACE_ENV, SPEC_ENV, STORE_ENV
+from trainer.main import NAME_ENV, NAMESPACE_ENV, SPEC_ENV, STORE_ENV, VERSION_ENV
 
 EXTRA_ESTIMATORS_ENV = "MLOPS_EXTRA_ESTIMATORS"
 """trainer.estimators.EXTRA_ESTIMATORS_ENV (not imported: that module imports scikit-learn)."""
@@ -78,13 +78,27 @@ def train_args() -> list[str]:
     return ["train", "--termination-log", TERMINATION_MESSAGE_PATH, "--log-format", "json"]
 
 
-def train_env(tj: TrainingJob, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """What `mlops train` reads (docs/trainer.md): spec, name, namespace, model store."""
+def model_version(body: Mapping[str, Any]) -> str:
+    """The version a TrainingJob publishes: its creation time (UTC) and 4 hex of its uid, in
+    the trainer's format (20261122-101500-a1b2). Fixed per TrainingJob, so a retried Pod never
+    publishes a second version (the store refuses to overwrite one: exit code 11)."""
+    meta = body["metadata"]
+    created = str(meta.get("creationTimestamp") or "")
+    digits = "".join(ch for ch in created if ch.isdigit())[:14]
+    uid = "".join(ch for ch in str(meta.get("uid") or "") if ch in "0123456789abcdef")
+    if len(digits) < 14 or len(uid) < 4:
+        raise ValueError("a TrainingJob from the API server has a creationTimestamp and a uid")
+    return f"{digits[:8]}-{digits[8:14]}-{uid[:4]}"
+
+
+def train_env(tj: TrainingJob, settings: OperatorSettings, version: str) -> list[dict[str, Any]]:
+    """What `mlops train` reads (docs/trainer.md): spec, name, namespace, store, version."""
     return [
         {"name": SPEC_ENV, "value": json.dumps(tj.spec.dump(), sort_keys=True)},
         {"name": NAME_ENV, "value": tj.metadata.name},
         {"name": NAMESPACE_ENV, "value": tj.metadata.namespace},
         {"name": STORE_ENV, "value": output_uri(tj, settings)},
+        {"name": VERSION_ENV, "value": version},
     ]
 
 
@@ -109,9 +123,9 @@ def _volumes(tj: TrainingJob, settings: OperatorSettings) -> tuple[list[Any], li
     return volumes, mounts
 
 
-def _env(tj: TrainingJob, settings: OperatorSettings) -> list[dict[str, Any]]:
+def _env(tj: TrainingJob, settings: OperatorSettings, version: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        *train_env(tj, settings),
+        *train_env(tj, settings, version),
         {"name": PVC_ROOT_ENV, "value": settings.pvc_root},
         {"name": "HOME", "value": TMP_DIR},
         {"name": "TMPDIR", "value": TMP_DIR},
@@ -165,7 +179,7 @@ def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, 
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["mlops"],
         "args": train_args(),
-        "env": _env(tj, settings),
+        "env": _env(tj, settings, model_version(body)),
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
