@@ -33,7 +33,7 @@ from .operator_runner import OperatorProcess, install_crds, install_rbac, model_
 
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "modeldeployments"
 NAMESPACE = "mdep-e2e"
-NAMES = ("healthy", "failing", "restart", "routes-gw", "routes-istio", "shadow", "cd")
+NAMES = ("healthy", "failing", "restart", "routes-gw", "routes-istio", "shadow", "cd", "ab")
 TIMINGS: dict[str, Any] = {}
 
 
@@ -608,3 +608,45 @@ def test_a_new_training_run_starts_a_canary_by_itself(
     assert 50 in progression(seen), seen
     assert status["stable"]["digest"] == digest
     assert status["promoted"]["model"] == "cd-run-1"
+
+
+def test_ab_test_reports_both_variants_and_promotes_only_when_asked(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    servers: dict[str, Any],
+) -> None:
+    artifacts = servers["artifacts"]
+    body = manifest(
+        "ab",
+        artifacts["good"],
+        artifacts["good-v2"],
+        strategy="abTest",
+        abTest={"header": "x-user-id", "canaryPercent": 30},
+        traffic={"interval": "2s"},
+        analysis={"minRequests": 10},
+    )
+    with load((servers["stable"], 0), (servers["good"], 0)):
+        create(custom, body)
+        status, _ = watch_weights(
+            custom,
+            "ab",
+            lambda s: bool(
+                (s.get("analysis") or {}).get("verdict") and s["analysis"].get("stable")
+            ),
+            30,
+        )
+        assert status["phase"] == "Progressing"
+        assert status["canaryWeight"] == 30
+        assert status["analysis"]["stable"]["requests"] > 0
+        assert status["analysis"]["canary"]["requests"] > 0
+        conf = cluster.core.read_namespaced_config_map("ab-router", NAMESPACE).data["nginx.conf"]
+        assert "map $http_x_user_id $mlops_key" in conf
+        assert "30% canary;" in conf
+        time.sleep(3)
+        assert read(custom, "ab")["status"]["phase"] == "Progressing"  # never by itself
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, "ab", {"spec": {"abTest": {"promote": True}}}
+        )
+        status, _ = watch_weights(custom, "ab", lambda s: s.get("phase") == "Promoted", 30)
+    assert status["stable"]["digest"] == artifacts["good-v2"][1]
