@@ -143,8 +143,7 @@ def _ensure_job(body: kopf.Body, logger: kopf.Logger) -> None:
     namespace, name = _namespace(body), manifest["metadata"]["name"]
     created = kube.create_job(namespace, manifest)
     if created is not None:
-        logger.info(f"created Job {name}")
-        kopf.info(_ref(body), reason="JobCreated", message=f"created Job {name}")
+        logger.info(f"created Job {name}")  # the status sync posts the JobCreated Event
         return
     existing = kube.get_job(namespace, name)
     if existing is not None and not _owned_by(existing, body):
