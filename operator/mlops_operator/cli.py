@@ -76,8 +76,6 @@ def operator(
     Settings come from MLOPS_* environment variables (see docs/trainingjob.md); the
     options here override them. Credentials: in-cluster, else $KUBECONFIG.
     """
-    import logging
-
     from mlops_operator import settings as settings_module
 
     overrides: dict[str, object] = {}
@@ -91,10 +89,10 @@ def operator(
     if overrides:
         current = settings_module.OperatorSettings(**{**current.model_dump(), **overrides})
         settings_module.use(current)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-    )
+    import kopf
+
+    # kopf's log format, with [namespace/name] before the messages about an object
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL, log_prefix=True)
     from mlops_operator import operator as operator_module
 
     operator_module.run(current)

@@ -28,9 +28,11 @@ from prometheus_client import start_http_server
 
 import mlops_operator.controllers  # noqa: F401  (registers the handlers)
 from mlops_operator import kube, metrics
+from mlops_operator.naming import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER
 from mlops_operator.settings import OperatorSettings, get_settings
 
 ANNOTATION_PREFIX = "mlops.dev"
+OWNED_SELECTOR = f"{LABEL_TRAININGJOB},{LABEL_MANAGED_BY}={MANAGER}"
 FINALIZER = "mlops.dev/finalizer"
 
 _servers: list[Any] = []
@@ -39,6 +41,16 @@ _servers: list[Any] = []
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
     """kopf's settings, the API client of the controllers, the metrics server."""
+    tune(settings)
+    kube.configure()
+    ours = get_settings()
+    if ours.metrics_port:
+        _servers.append(start_http_server(ours.metrics_port, registry=metrics.REGISTRY))
+        logger.info(f"serving metrics on :{ours.metrics_port}/metrics")
+
+
+def tune(settings: kopf.OperatorSettings) -> None:
+    """kopf's settings: state in annotations, no CRD scanning, server-side label filters."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
     )
@@ -49,16 +61,15 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
     # No watching of CustomResourceDefinitions (which would need cluster-wide read on them):
     # the resources are discovered once at startup; the chart installs the CRDs first.
     settings.scanning.disabled = True
+    # Pods and Jobs: watch only ours, filtered by the API server (not every Pod of the
+    # cluster). Any future watch of Pods or Jobs sees only these labels too.
+    for selector in (("v1", "pods"), ("batch/v1", "jobs")):
+        settings.watching.label_selectors[selector] = OWNED_SELECTOR
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 8
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    kube.configure()
-    ours = get_settings()
-    if ours.metrics_port:
-        _servers.append(start_http_server(ours.metrics_port, registry=metrics.REGISTRY))
-        logger.info(f"serving metrics on :{ours.metrics_port}/metrics")
 
 
 @kopf.on.cleanup()

@@ -84,3 +84,25 @@ def test_operator_command_is_documented() -> None:
     assert result.exit_code == 0
     for option in ("--namespace", "--liveness-port", "--metrics-port"):
         assert option in result.output
+
+
+def test_kopf_keeps_state_in_annotations_and_watches_only_our_pods_and_jobs() -> None:
+    import kopf
+    from kopf._cogs.structs.references import Resource
+
+    from mlops_operator.operator import tune
+
+    settings = kopf.OperatorSettings()
+    tune(settings)
+    assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
+    assert settings.scanning.disabled is True
+    selectors = settings.watching.label_selectors
+    pods = Resource("", "v1", "pods", kind="Pod", singular="pod", namespaced=True)
+    jobs = Resource("batch", "v1", "jobs", kind="Job", singular="job", namespaced=True)
+    deployments = Resource("apps", "v1", "deployments", kind="Deployment", namespaced=True)
+    expected = ["app.kubernetes.io/managed-by=mlops-operator,mlops.dev/trainingjob"]
+    assert sorted(selectors.collect(pods)) != []
+    assert [",".join(sorted(s.split(","))) for s in selectors.collect(pods)] == expected
+    assert [",".join(sorted(s.split(","))) for s in selectors.collect(jobs)] == expected
+    assert list(selectors.collect(deployments)) == []

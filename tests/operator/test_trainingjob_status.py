@@ -9,7 +9,13 @@ import pytest
 
 from mlops_operator.api.trainingjob import TrainingJobStatus
 from mlops_operator.status.conditions import find
-from mlops_operator.status.trainingjob import compute, observe, parse_result, score_of
+from mlops_operator.status.trainingjob import (
+    compute,
+    observe,
+    parse_result,
+    rejected,
+    score_of,
+)
 from tests.operator.trainingjob_fixtures import (
     RESULT,
     job,
@@ -225,3 +231,12 @@ def test_every_status_fits_the_api_model(
 ) -> None:
     status, _ = compute(trainingjob(), job_body, pods, NOW)
     TrainingJobStatus.model_validate(status)
+
+
+def test_a_rejected_spec_is_failed_with_the_reason() -> None:
+    status = rejected(trainingjob(), "InvalidSpec", "the spec cannot be trained: x", NOW)
+    TrainingJobStatus.model_validate(status)
+    assert status["phase"] == "Failed"
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "InvalidSpec")
+    assert "startTime" not in status

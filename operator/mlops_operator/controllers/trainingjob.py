@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from mlops_operator import kube, metrics, schedule
 from mlops_operator.api import GROUP, VERSION
 from mlops_operator.builders.job import build_job
+from mlops_operator.manifests import describe
 from mlops_operator.naming import (
     LABEL_MANAGED_BY,
     LABEL_SCHEDULED_BY,
@@ -137,14 +138,15 @@ def _ensure_job(body: kopf.Body, logger: kopf.Logger) -> None:
     try:
         manifest = build_job(body, get_settings())
     except ValidationError as error:
-        message = f"the spec cannot be trained: {error.errors()[0]['msg']}"
+        message = f"the spec cannot be trained: {describe(error)}"
+        status = tjstatus.rejected(body, "InvalidSpec", message, _now())
+        kube.patch_trainingjob_status(_namespace(body), body["metadata"]["name"], status, None)
         kopf.warn(_ref(body), reason="InvalidSpec", message=message)
         raise kopf.PermanentError(message) from error
     namespace, name = _namespace(body), manifest["metadata"]["name"]
     created = kube.create_job(namespace, manifest)
     if created is not None:
-        logger.info(f"created Job {name}")
-        kopf.info(_ref(body), reason="JobCreated", message=f"created Job {name}")
+        logger.info(f"created Job {name}")  # the status sync posts the JobCreated Event
         return
     existing = kube.get_job(namespace, name)
     if existing is not None and not _owned_by(existing, body):

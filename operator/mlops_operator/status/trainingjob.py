@@ -373,6 +373,23 @@ def compute(
     return status, event
 
 
+def rejected(
+    body: Mapping[str, Any], reason: str, message: str, now: datetime.datetime
+) -> dict[str, Any]:
+    """The status of a TrainingJob the operator will not train (no Job is created)."""
+    generation = body.get("metadata", {}).get("generation")
+    outcome = Outcome(FAILED, reason, message)
+    old: Mapping[str, Any] = body.get("status") or {}
+    return {
+        "phase": FAILED,
+        "conditions": _conditions(outcome, generation, old.get("conditions"), now),
+        "attempts": 0,
+        "message": message,
+        "observedGeneration": generation,
+        "completionTime": _time(now),
+    }
+
+
 def _reason(status: Mapping[str, Any]) -> str | None:
     running = find(status.get("conditions"), "Running")
     failed = find(status.get("conditions"), "Failed")
