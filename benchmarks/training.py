@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -109,6 +110,14 @@ WORKLOADS = {
 }
 
 
+SINGLE_THREADED = {
+    **os.environ,
+    **dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"),
+}
+"""Both sides single-threaded: BLAS threads spinning on a shared machine would measure the
+scheduler, not the code."""
+
+
 @dataclass(frozen=True)
 class Timing:
     wall: float
@@ -123,7 +132,9 @@ def children_cpu() -> float:
 
 def timed(command: list[str]) -> tuple[Timing, str]:
     cpu, started = children_cpu(), time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
+    completed = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=1800, env=SINGLE_THREADED
+    )
     timing = Timing(wall=time.perf_counter() - started, cpu=children_cpu() - cpu)
     return timing, completed.stdout
 
