@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     TRAINING_FAILED = 9
     QUALITY_GATE_FAILED = 10
     PUBLISH_FAILED = 11
+    TERMINATED = 12
 
 
 class TrainerError(Exception):
@@ -74,3 +75,9 @@ class TrainingFailedError(TrainerError):
 
 class PublishError(TrainerError):
     code, reason = ExitCode.PUBLISH_FAILED, "PublishFailed"
+
+
+class TerminatedError(TrainerError):
+    """SIGTERM arrived (activeDeadlineSeconds, a deleted Pod): stop and still report."""
+
+    code, reason = ExitCode.TERMINATED, "Terminated"

@@ -5,16 +5,21 @@ The click command in ``mlops_operator.cli`` only parses flags and calls :func:`m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from trainer.errors import ExitCode, InvalidSpecError, TrainerError
+from trainer.errors import ExitCode, InvalidSpecError, TerminatedError, TrainerError
 from trainer.progress import Progress
 from trainer.result import TrainingResult
 
@@ -124,6 +129,26 @@ def write_termination_message(result: TrainingResult, path: str, explicit: bool)
     return None
 
 
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise TerminatedError(
+        f"terminated by {signal.Signals(signum).name} (activeDeadlineSeconds or the Pod "
+        "deleted?) before the model was published"
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_reports() -> Iterator[None]:
+    """While training, SIGTERM becomes a TerminatedError, so a result is still written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def summary(result: TrainingResult) -> str:
     lines = [f"{result.phase}: {result.message}"]
     if result.metrics:
@@ -180,7 +205,8 @@ def main(
         from trainer.run import train
 
         try:
-            result = train(request, progress)
+            with _sigterm_reports():
+                result = train(request, progress)
         except Exception as error:  # a bug, not a user error: still one line and a result
             result = TrainingResult(
                 phase="Failed",

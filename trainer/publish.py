@@ -40,7 +40,7 @@ from model_server.artifact import (
     Metadata,
     compute_digest,
 )
-from trainer.errors import PublishError
+from trainer.errors import PublishError, TrainerError
 
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 ZIP_LEVEL = 1
@@ -198,13 +198,13 @@ def _publish_remote(uri: str, model: bytes, metadata: Metadata) -> str:
                 fs.put_file(str(Path(scratch) / name), remote)
                 written.append(remote)
         return digest
-    except PublishError:
-        raise
     except Exception as error:
         for remote in written:
             # Best effort: a directory without its digest file is incomplete anyway.
             with contextlib.suppress(Exception):
                 fs.rm_file(remote)
+        if isinstance(error, TrainerError):  # already exists, or terminated meanwhile
+            raise
         detail = " ".join(str(error).split())[:300]
         raise PublishError(
             f"model store {uri}: cannot write ({type(error).__name__}: {detail})"

@@ -52,7 +52,7 @@ class TrainingResult(_Model):
     reason: str
     """One CamelCase word: Trained, QualityGateFailed, DataUnreadable, DataMalformed,
     MissingColumn, EmptyDataset, EstimatorNotAllowed, BadParams, InvalidSpec,
-    TrainingFailed, PublishFailed, InternalError."""
+    TrainingFailed, PublishFailed, Terminated, InternalError."""
     exit_code: int
     """The process's exit code (docs/trainer.md has the table)."""
     message: str

@@ -8,6 +8,7 @@ its own module; this one only sequences them and turns a failure into a result.
 
 from __future__ import annotations
 
+import math
 import platform
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -169,7 +170,7 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         target=data.target_name,
         features=[Feature(name=c, dtype=str(data.frame[c].dtype)) for c in data.frame.columns],
         classes=classes,
-        metrics=metrics,
+        metrics={k: None if math.isnan(v) else v for k, v in metrics.items()},
         params=_json_params(fitted.pipeline.named_steps[pipeline.MODEL_STEP].get_params()),
         best_params=fitted.best_params,
         versions=library_versions(),
@@ -183,9 +184,9 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         importance=importance,
         spec=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
-    model_bytes = publish.serialize(fitted.pipeline)
     target = publish.artifact_uri(request.store, request.namespace, request.name, request.version)
     progress(f"publishing to {target}")
+    model_bytes = publish.serialize(fitted.pipeline)
     uri, digest = publish.publish(
         request.store,
         namespace=request.namespace,

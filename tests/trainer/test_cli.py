@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -134,4 +135,43 @@ def test_the_process_exit_code_of_a_failing_gate(tmp_path: Path) -> None:
     assert completed.returncode == 10, completed.stderr
     assert "quality gate failed: accuracy" in completed.stdout
     assert "fitting DummyClassifier" in completed.stderr
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("*"))
+
+
+@pytest.mark.component
+def test_sigterm_still_reports_and_leaves_nothing(tmp_path: Path) -> None:
+    spec = {
+        "dataset": {"builtin": "digits"},
+        "model": {
+            "estimator": "sklearn.ensemble.RandomForestClassifier",
+            "params": {"n_estimators": 5000},
+        },
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlops"),
+            "train",
+            "--name",
+            "slow",
+            "--store",
+            f"file://{tmp_path}/models",
+            "--termination-log",
+            str(tmp_path / "t"),
+        ],
+        env={**os.environ, "MLOPS_TRAININGJOB_SPEC": json.dumps(spec)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "fitting" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=60)
+    assert process.returncode == 12, stdout
+    result = json.loads((tmp_path / "t").read_text())
+    assert result["reason"] == "Terminated"
+    assert "SIGTERM" in result["message"]
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("*"))
