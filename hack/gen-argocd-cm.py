@@ -1,7 +1,7 @@
 """Writes deploy/argocd/argocd-cm.yaml from the Lua health checks in deploy/argocd/health/.
 
-    .venv/bin/python hack/gen-argocd-cm.py          # write
-    .venv/bin/python hack/gen-argocd-cm.py --check  # exit 1 when the file is stale
+.venv/bin/python hack/gen-argocd-cm.py          # write
+.venv/bin/python hack/gen-argocd-cm.py --check  # exit 1 when the file is stale
 """
 
 from __future__ import annotations
