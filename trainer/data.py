@@ -194,8 +194,7 @@ def load(spec: Dataset, categorical_columns: list[str] | None = None) -> Data:
     else:
         if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
             raise InvalidSpecError(
-                f"dataset {source}: a regression target must be numeric; {target!r} is "
-                f"{y.dtype}"
+                f"dataset {source}: a regression target must be numeric; {target!r} is {y.dtype}"
             )
         y = y.astype("float64")
     return Data(

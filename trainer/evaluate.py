@@ -26,9 +26,7 @@ class Evaluation:
     confusion_matrix: dict[str, Any] | None
 
 
-def classification_metrics(
-    pipeline: Pipeline, x: pd.DataFrame, y: pd.Series
-) -> Evaluation:
+def classification_metrics(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series) -> Evaluation:
     predicted = pipeline.predict(x)
     result: dict[str, float] = {
         "accuracy": skm.accuracy_score(y, predicted),

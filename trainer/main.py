@@ -110,9 +110,7 @@ def write_termination_message(result: TrainingResult, path: str, explicit: bool)
 def summary(result: TrainingResult) -> str:
     lines = [f"{result.phase}: {result.message}"]
     if result.metrics:
-        shown = ", ".join(
-            f"{k}={v:.4g}" for k, v in result.metrics.items() if v is not None
-        )
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items() if v is not None)
         lines.append(f"  metrics: {shown}")
     if result.best_params:
         lines.append(f"  best params: {result.best_params}")

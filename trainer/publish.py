@@ -98,8 +98,7 @@ def write_local(directory: Path, model: bytes, metadata: Metadata) -> str:
     """Write the three files into ``directory``; the digest."""
     (directory / MODEL_FILE).write_bytes(model)
     (directory / METADATA_FILE).write_text(
-        json.dumps(metadata.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True)
-        + "\n"
+        json.dumps(metadata.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True) + "\n"
     )
     digest = compute_digest(directory)
     (directory / DIGEST_FILE).write_text(digest + "\n")
@@ -132,16 +131,16 @@ def _publish_local(destination: Path, uri: str, model: bytes, metadata: Metadata
         raise PublishError(f"model store: version {uri} already exists; it is never overwritten")
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".tmp-{destination.name}-", dir=destination.parent)
-        )
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{destination.name}-", dir=destination.parent))
     except OSError as error:
         raise PublishError(f"model store {uri}: cannot write ({error.strerror or error})") from None
     try:
         digest = write_local(staging, model, metadata)
         staging.chmod(0o755)
         if destination.exists():
-            raise PublishError(f"model store: version {uri} already exists; it is never overwritten")
+            raise PublishError(
+                f"model store: version {uri} already exists; it is never overwritten"
+            )
         os.rename(staging, destination)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
@@ -179,4 +178,6 @@ def _publish_remote(uri: str, model: bytes, metadata: Metadata) -> str:
             except Exception:  # best effort: a directory without digest is incomplete anyway
                 pass
         detail = " ".join(str(error).split())[:300]
-        raise PublishError(f"model store {uri}: cannot write ({type(error).__name__}: {detail})") from None
+        raise PublishError(
+            f"model store {uri}: cannot write ({type(error).__name__}: {detail})"
+        ) from None

@@ -146,9 +146,7 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
     if data_failures:
         return _gate_failed(request, progress, partial, data_failures)
 
-    x_train, x_test, y_train, y_test = split(
-        data, spec.split.test_size, seed, spec.split.stratify
-    )
+    x_train, x_test, y_train, y_test = split(data, spec.split.test_size, seed, spec.split.stratify)
     model = pipeline.build(spec.preprocessing, data.numeric, data.categorical, estimator)
     how = (
         f"{spec.search.strategy} search over {spec.search.cv} folds"
@@ -208,7 +206,9 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         spec=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
     model_bytes = publish.serialize(fitted.pipeline)
-    progress(f"publishing to {publish.artifact_uri(request.store, request.namespace, request.name, request.version)}")
+    progress(
+        f"publishing to {publish.artifact_uri(request.store, request.namespace, request.name, request.version)}"
+    )
     uri, digest = publish.publish(
         request.store, request.namespace, request.name, request.version, model_bytes, meta
     )

@@ -115,9 +115,7 @@ def fit(
 ) -> Fitted:
     caught: list[str] = []
     n_splits = search.cv if search else DEFAULT_CV
-    scoring = check_scoring(
-        (search.scoring if search else None) or DEFAULT_SCORING[task]
-    )
+    scoring = check_scoring((search.scoring if search else None) or DEFAULT_SCORING[task])
     cv = folds(task, n_splits, seed, y)
     if search is None:
         scores = _run(

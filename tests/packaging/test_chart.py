@@ -23,6 +23,9 @@ EVERYTHING: dict[str, Any] = {
     "operator": {
         "watchNamespaces": ["team-a", "team-b"],
         "defaultRouter": "gatewayAPI",
+        "routerImage": "registry.example/nginx-unprivileged:1.28.0-alpine",
+        "routerReplicas": 3,
+        "clusterDomain": "example.internal",
         "extraEstimators": ["xgboost.XGBClassifier"],
         "trainingServiceAccount": "trainer",
         "extraArgs": ["--verbose"],
@@ -294,6 +297,9 @@ def test_operator_settings_come_from_values() -> None:
     assert env["MLOPS_EXTRA_ESTIMATORS"] == "xgboost.XGBClassifier"
     assert env["MLOPS_TRAINING_SERVICE_ACCOUNT"] == "trainer"
     assert env["MLOPS_PVC_ROOT"] == "/stores"
+    assert env["MLOPS_ROUTER_IMAGE"] == "registry.example/nginx-unprivileged:1.28.0-alpine"
+    assert env["MLOPS_ROUTER_REPLICAS"] == "3"
+    assert env["MLOPS_CLUSTER_DOMAIN"] == "example.internal"
     defaults = {e["name"]: e.get("value") for e in container(render())["env"]}
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     assert defaults["MLOPS_IMAGE"] == f"mlops-operator:{app_version}"
@@ -369,7 +375,7 @@ def test_dashboard_configmap_holds_the_dashboard() -> None:
     for metric in (
         "mlops_requests_total",
         "mlops_request_duration_seconds_bucket",
-        "mlops_canary_weight",
+        "mlops_canary_weight_percent",
         "mlops_analysis_total",
         "mlops_reconcile_total",
     ):
@@ -396,3 +402,14 @@ def test_chart_version_is_the_package_version() -> None:
     version = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)
     assert version
     assert chart["version"] == chart["appVersion"] == version.group(1)
+
+
+def test_operator_env_is_operator_settings() -> None:
+    from mlops_operator.settings import OperatorSettings
+
+    for values in VALUE_SETS.values():
+        env = {e["name"]: e["value"] for e in container(render(values))["env"] if "value" in e}
+        fields = {f"MLOPS_{name.upper()}" for name in OperatorSettings.model_fields}
+        assert set(env) <= fields, set(env) - fields
+        settings = OperatorSettings(**{k[len("MLOPS_") :].lower(): v for k, v in env.items()})
+        assert settings.image == env["MLOPS_IMAGE"]
