@@ -86,7 +86,7 @@ def _cache_dir() -> Path | None:
 
 def _add_fake_node(found: Cluster) -> None:
     node = fake_node()
-    found.core.create_node(node)
+    found.apply(node)
     name = node["metadata"]["name"]
     wait_for(f"node {name} Ready (kwok)", lambda: node_ready(found.core, name), 60)
 

@@ -123,7 +123,7 @@ class ControlPlane:
             "system:kube-controller-manager",
             f"--service-account-private-key-file={self._pki.service_account_key}",
             f"--root-ca-file={self._pki.ca.cert}",
-            "--use-service-account-credentials=false",
+            "--use-service-account-credentials=true",
         )
         scheduler = self._component("kube-scheduler", "system:kube-scheduler")
         for name, (proc, port) in {

@@ -226,11 +226,7 @@ def fake_node(name: str = FAKE_NODE) -> dict[str, Any]:
                 "type": "kwok",
             },
         },
-        "status": {
-            "allocatable": resources,
-            "capacity": resources,
-            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux"},
-        },
+        "status": {"allocatable": resources, "capacity": resources},
     }
 
 
