@@ -4,12 +4,12 @@
 #
 #   hack/kind-quickstart.sh    (make kind-quickstart)
 #
-# Environment: CLUSTER (mlops), NAMESPACE for the examples (default), TIMEOUT (15m).
+# Environment: CLUSTER (mlops), WATCH: the namespace of the examples (default), TIMEOUT (15m).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLUSTER=${CLUSTER:-mlops}
-NS=${NAMESPACE:-default}
+NS=${WATCH:-default}
 TIMEOUT=${TIMEOUT:-15m}
 VERSION=$(awk -F'"' '/^appVersion:/ {print $2}' charts/mlops-operator/Chart.yaml)
 k() { kubectl --context "kind-$CLUSTER" --namespace "$NS" "$@"; }

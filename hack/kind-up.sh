@@ -5,12 +5,15 @@
 #
 #   hack/kind-up.sh            (make kind-up)
 #
-# Environment: CLUSTER (default mlops, as kind-config.yaml names it), NAMESPACE (mlops-system).
+# Environment: CLUSTER (default mlops, as kind-config.yaml names it), NAMESPACE of the operator
+# (mlops-system), WATCH: the namespace it watches, where the quickstart runs (default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLUSTER=${CLUSTER:-mlops}
 NAMESPACE=${NAMESPACE:-mlops-system}
+# The namespace the quickstart runs in: the operator watches it, the model store's claim is there.
+WATCH=${WATCH:-default}
 VERSION=$(awk -F'"' '/^appVersion:/ {print $2}' charts/mlops-operator/Chart.yaml)
 IMAGE=mlops-operator:$VERSION
 
@@ -35,12 +38,13 @@ step "3/4 load $IMAGE into the cluster's node"
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 step "4/4 helm chart into namespace $NAMESPACE"
-# The image was loaded, never pushed: the kubelet must not try to pull it.
+# The image was loaded, never pushed: IfNotPresent finds it on the node. No --wait: kind's
+# storage class binds the model-store claim only when a Pod first mounts it.
 helm upgrade --install mlops-operator charts/mlops-operator \
   --namespace "$NAMESPACE" --create-namespace \
   --set image.repository=mlops-operator --set image.tag="$VERSION" \
   --set image.pullPolicy=IfNotPresent \
-  --wait --timeout 5m
+  --set-json "operator.watchNamespaces=[\"$WATCH\"]"
 kubectl --namespace "$NAMESPACE" rollout status deployment/mlops-operator --timeout 2m
 helm test mlops-operator --namespace "$NAMESPACE" --timeout 2m
 

@@ -314,6 +314,10 @@ def test_model_store_claim_is_created_and_kept() -> None:
     env = {e["name"]: e.get("value") for e in container(render())["env"]}
     assert env["MLOPS_MODEL_STORE_CLAIM"] == claim["metadata"]["name"]
     assert by_kind(render(EVERYTHING), "PersistentVolumeClaim") == []
+    watched = render({"operator": {"watchNamespaces": ["team-a", NAMESPACE]}})
+    claims = by_kind(watched, "PersistentVolumeClaim")
+    assert sorted(c["metadata"]["namespace"] for c in claims) == sorted([NAMESPACE, "team-a"])
+    assert {c["metadata"]["name"] for c in claims} == {claim["metadata"]["name"]}
 
 
 def test_names_are_cut_at_63_characters() -> None:
