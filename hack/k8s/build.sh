@@ -10,14 +10,15 @@
 #   hack/k8s/build.sh crds     print the copied CRD files, one path a line (no build)
 #
 # Cache: ${MLOPS_K8S_CACHE:-~/.cache/mlops-operator/k8s-<kube version>}; a stamp holds the
-# hash of the pins, so a change of go.mod/go.sum (or of this script) rebuilds.
+# hash of the pins and of $recipe, so a change of go.mod/go.sum (or of the recipe) rebuilds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 kube_version=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$here/go.mod")
 cache=${MLOPS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-operator/k8s-$kube_version}
 bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl helm)
-stamp_value=$(cat "$0" "$here/go.mod" "$here/go.sum" "$here/crds/go.mod" "$here/crds/go.sum" |
+recipe=1 # bump when the build below changes (flags, binaries, copied files)
+stamp_value=$({ echo "$recipe ${bins[*]}" && cat "$here"/go.{mod,sum} "$here"/crds/go.{mod,sum}; } |
   sha256sum | cut -c1-16)
 
 export GOTOOLCHAIN=${MLOPS_GOTOOLCHAIN:-auto}
@@ -72,7 +73,8 @@ build() {
   mv "$tmp/bin/server" "$tmp/bin/etcd"
   copy_assets "$tmp"
   echo "$stamp_value" >"$tmp/.stamp"
-  rm -rf "$cache" && mv "$tmp" "$cache"
+  [ ! -e "$cache" ] || mv "$cache" "$tmp.old"
+  mv "$tmp" "$cache" && rm -rf "$tmp.old"
   trap - EXIT
   echo "k8s: built in $(($(date +%s) - start))s" >&2
 }
@@ -82,6 +84,9 @@ case "${1:-build}" in
   bin) echo "$cache/bin" ;;
   crds) find "$cache/crds" -name '*.yaml' | sort ;;
   build)
+    mkdir -p "$(dirname "$cache")"
+    exec 9>"$cache.lock"
+    flock 9 # another checkout may be building the same pins: wait, then reuse its result
     up_to_date || build
     echo "$cache"
     ;;

@@ -100,5 +100,8 @@ def _announce(pytest_config: pytest.Config, found: Cluster, where: str) -> None:
     line = f"kube-apiserver {found.server_version()} ({where})"
     pytest_config.stash[VERSION_KEY] = line
     reporter = pytest_config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\ncluster: {line}")
+    capture = pytest_config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(f"cluster: {line}")

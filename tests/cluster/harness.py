@@ -58,6 +58,14 @@ class Cluster:
         body = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(manifests)})
         return self.kubectl(*args, input=body).stdout
 
+    def apply_files(self, *paths: Path, namespace: str | None = None) -> str:
+        """Applies YAML files (e.g. `hack/k8s/build.sh crds`) server-side, so large CRDs fit."""
+        args = ["apply", "--server-side", "--field-manager=tests"]
+        args += [f"--filename={p}" for p in paths]
+        if namespace:
+            args.append(f"--namespace={namespace}")
+        return self.kubectl(*args).stdout
+
     def binary(self, name: str) -> Path:
         """A built tool (kubectl, helm, ...) from the cache, else from PATH."""
         if self.cache is not None and (self.cache / "bin" / name).exists():
@@ -191,6 +199,13 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60) -> T
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.2)
+
+
+def crd_established(api: client.ApiClient, name: str) -> bool:
+    """Whether the CRD's names are accepted and its API is served."""
+    crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(name)
+    status = {c.type: c.status for c in crd.status.conditions or []}
+    return status.get("Established") == "True" and status.get("NamesAccepted") == "True"
 
 
 def current_cluster(kubeconfig: Path) -> dict[str, Any]:

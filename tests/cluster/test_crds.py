@@ -7,11 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from tests.corpus import InvalidManifest, crd_documents, example_documents, invalid_manifests
 
-from .harness import Cluster, wait_for
+from .harness import Cluster, crd_established, wait_for
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 CRDS = crd_documents()
@@ -25,7 +24,6 @@ EXAMPLES = [
 def rejected_crds(cluster: Cluster) -> dict[str, str]:
     """Installs every committed CRD; returns the API server's message for each one it refused."""
     rejected = {}
-    ext = client.ApiextensionsV1Api(cluster.api)
     for kind, crd in CRDS.items():
         result = cluster.kubectl(
             "apply",
@@ -40,7 +38,7 @@ def rejected_crds(cluster: Cluster) -> dict[str, str]:
             rejected[kind] = result.stderr
             continue
         name = crd["metadata"]["name"]
-        wait_for(f"CRD {name} Established", lambda name=name: established(ext, name), 60)
+        wait_for(f"CRD {name} Established", lambda name=name: crd_established(cluster.api, name))
     return rejected
 
 
@@ -48,12 +46,6 @@ def require_crd(rejected_crds: dict[str, str], kind: str) -> dict[str, Any]:
     if kind in rejected_crds:
         pytest.skip(f"the API server refused the {kind} CRD (see test_crd_is_established)")
     return CRDS[kind]
-
-
-def established(ext: client.ApiextensionsV1Api, name: str) -> bool:
-    conditions = ext.read_custom_resource_definition(name).status.conditions or []
-    status = {c.type: c.status for c in conditions}
-    return status.get("Established") == "True" and status.get("NamesAccepted") == "True"
 
 
 def storage_version(crd: dict[str, Any]) -> dict[str, Any]:
