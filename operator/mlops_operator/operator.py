@@ -8,6 +8,10 @@ fields, and kopf's progress survives a restart:
 - progress of handlers (retries, done): ``mlops.dev/<handler-id>`` annotations;
 - the last handled spec (for diffs): ``mlops.dev/last-handled-configuration``.
 
+kopf's scanning of CustomResourceDefinitions is off: the API is discovered once at startup,
+so the CRDs must exist before the operator starts (the Helm chart installs them first), and
+the operator needs no read access to CRDs.
+
 The operator runs standalone (one replica; no kopf peering, so no peering CRDs and no RBAC
 for them): the Helm chart's Deployment uses the Recreate strategy.
 """
@@ -42,6 +46,9 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = FINALIZER
+    # No watching of CustomResourceDefinitions (which would need cluster-wide read on them):
+    # the resources are discovered once at startup; the chart installs the CRDs first.
+    settings.scanning.disabled = True
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 8
     settings.watching.server_timeout = 300

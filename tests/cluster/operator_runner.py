@@ -28,15 +28,16 @@ MLOPS = Path(sys.executable).parent / "mlops"
 IMAGE = "mlops-operator:test"
 
 
-def install_crds(cluster: Cluster) -> None:
-    cluster.apply(*crd_documents().values())
+def install_crds(cluster: Cluster, kinds: tuple[str, ...] = ("TrainingJob",)) -> None:
+    crds = [crd_documents()[kind] for kind in kinds]
+    cluster.apply(*crds)
     ext = client.ApiextensionsV1Api(cluster.api)
 
     def established(name: str) -> bool:
         conditions = ext.read_custom_resource_definition(name).status.conditions or []
         return {c.type: c.status for c in conditions}.get("Established") == "True"
 
-    for crd in crd_documents().values():
+    for crd in crds:
         name = crd["metadata"]["name"]
         wait_for(f"CRD {name}", lambda name=name: established(name), 60)
 
@@ -122,3 +123,40 @@ class OperatorProcess:
             (self.log_dir / f"operator-{n}.log").read_text(errors="replace")
             for n in range(1, self.starts + 1)
         )
+
+
+def model_store(cluster: Cluster, namespace: str, claim: str = "mlops-models") -> None:
+    """The default model store's claim in ``namespace``, bound to a hostPath volume of its own
+    (as the chart's claim would be bound by a provisioner), so training Pods can be scheduled."""
+    volume = f"{namespace}-{claim}"
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "hostPath": {"path": f"/tmp/{volume}"},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": volume,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+
+    def bound() -> bool:
+        found = cluster.core.read_namespaced_persistent_volume_claim(claim, namespace)
+        return bool(found.status.phase == "Bound")
+
+    wait_for(f"claim {claim} bound", bound, 60)

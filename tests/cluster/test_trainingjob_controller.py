@@ -17,7 +17,7 @@ from mlops_operator.builders.job import build_job
 from mlops_operator.settings import OperatorSettings
 
 from .harness import Cluster, wait_for
-from .operator_runner import IMAGE, OperatorProcess, install_crds, install_rbac
+from .operator_runner import IMAGE, OperatorProcess, install_crds, install_rbac, model_store
 
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "trainingjobs"
 LABEL = "mlops.dev/trainingjob"
@@ -54,7 +54,9 @@ def operator(cluster: Cluster) -> Iterator[OperatorProcess]:
 
 
 @pytest.fixture
-def custom(cluster: Cluster) -> client.CustomObjectsApi:
+def custom(cluster: Cluster, namespace: str) -> client.CustomObjectsApi:
+    """The admin's client for TrainingJobs, in a namespace with a bound model store claim."""
+    model_store(cluster, namespace)
     return client.CustomObjectsApi(cluster.api)
 
 

@@ -125,12 +125,11 @@ def test_model_store_claim_is_mounted_where_store_py_looks() -> None:
     pod = job["spec"]["template"]["spec"]
     assert {
         "name": "store-0",
-        "persistentVolumeClaim": {"claimName": "mlops-models", "readOnly": False},
+        "persistentVolumeClaim": {"claimName": "mlops-models"},
     } in pod["volumes"]
     assert {
         "name": "store-0",
         "mountPath": "/var/lib/mlops/pvc/mlops-models",
-        "readOnly": False,
     } in container(job)["volumeMounts"]
     assert env(job)["MLOPS_PVC_ROOT"] == "/var/lib/mlops/pvc"
 
@@ -142,7 +141,7 @@ def test_dataset_claim_is_mounted_read_only() -> None:
     )
     job = build_job(body, SETTINGS)
     claims = {
-        v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"]["readOnly"]
+        v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"].get("readOnly", False)
         for v in job["spec"]["template"]["spec"]["volumes"]
         if "persistentVolumeClaim" in v
     }

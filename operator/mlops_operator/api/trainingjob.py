@@ -130,9 +130,9 @@ class Search(ApiModel):
 class QualityGate(ApiModel):
     """Thresholds a model must meet to be published."""
 
-    min: dict[str, float] | None = None
+    min: Annotated[dict[str, float] | None, Field(max_length=len(GATE_METRICS))] = None
     """Lower bounds on test metrics, e.g. {accuracy: 0.9, f1_macro: 0.85}."""
-    max: dict[str, float] | None = None
+    max: Annotated[dict[str, float] | None, Field(max_length=len(GATE_METRICS))] = None
     """Upper bounds on test metrics, e.g. {mse: 3000}."""
     max_missing_fraction: Annotated[float | None, Field(ge=0, le=1)] = None
     """The largest fraction of missing values allowed in any column of the data."""

@@ -100,12 +100,12 @@ def _volumes(tj: TrainingJob, settings: OperatorSettings) -> tuple[list[Any], li
         claims[readable] = True
     for index, (claim, read_only) in enumerate(claims.items()):
         name = f"store-{index}"
-        volumes.append(
-            {"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}
-        )
-        mounts.append(
-            {"name": name, "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": read_only}
-        )
+        source: dict[str, Any] = {"claimName": claim}
+        mount: dict[str, Any] = {"name": name, "mountPath": f"{settings.pvc_root}/{claim}"}
+        if read_only:  # the API server drops readOnly: false; so do we, to compare equal
+            source["readOnly"] = mount["readOnly"] = True
+        volumes.append({"name": name, "persistentVolumeClaim": source})
+        mounts.append(mount)
     return volumes, mounts
 
 
