@@ -88,7 +88,7 @@ class MetricsSource(ApiModel):
 
     rules = (
         Rule(
-            "self.source != 'prometheus' || has(self.prometheusUrl)",
+            "!has(self.source) || self.source != 'prometheus' || has(self.prometheusUrl)",
             "analysis.metrics.prometheusUrl is required when source is prometheus",
             lambda m: m.source != "prometheus" or m.prometheus_url is not None,
             field_path=".prometheusUrl",

@@ -1,0 +1,536 @@
+"""The ModelDeployment controller on a real control plane, as its ServiceAccount under the
+chart's RBAC rules: children, weights stepping up, promotion, rollback, restart mid-rollout,
+and the Gateway API / Istio routes accepted by the API server with their CRDs installed.
+
+kwok's Pods run nothing, so the analysis reads real metrics from real model-server processes
+on loopback: the operator's MLOPS_METRICS_TARGETS setting points each ModelDeployment's
+variants at them, and a load thread sends them requests (the faulty model answers 500 to the
+rows it is told to fail).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.component.servers import Server, iris_artifacts, model_server, send
+from tests.corpus import crd_documents
+
+from .harness import Cluster, wait_for
+from .operator_runner import OperatorProcess, install_rbac
+
+GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "modeldeployments"
+NAMESPACE = "mdep-e2e"
+NAMES = ("healthy", "failing", "restart", "routes-gw", "routes-istio", "shadow")
+TIMINGS: dict[str, Any] = {}
+
+
+def build_sh(*args: str) -> list[str]:
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [str(root / "hack" / "k8s" / "build.sh"), *args], check=True, capture_output=True, text=True
+    ).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def install_own_crds(cluster: Cluster) -> None:
+    """The ModelDeployment CRD (and the TrainingJob one when the API server takes it)."""
+    documents = crd_documents()
+    cluster.apply(documents["ModelDeployment"])
+    body = json.dumps({"apiVersion": "v1", "kind": "List", "items": [documents["TrainingJob"]]})
+    cluster.kubectl(
+        "apply", "--server-side", "--field-manager=tests", "-f", "-", input=body, check=False
+    )
+    ext = client.ApiextensionsV1Api(cluster.api)
+    wait_for(
+        "the ModelDeployment CRD",
+        lambda: (
+            {
+                c.type: c.status
+                for c in ext.read_custom_resource_definition(
+                    "modeldeployments.mlops.dev"
+                ).status.conditions
+                or []
+            }.get("Established")
+            == "True"
+        ),
+        60,
+    )
+
+
+def install_route_crds(cluster: Cluster) -> None:
+    """HTTPRoute (Gateway API standard channel) and VirtualService (Istio) CRDs."""
+    wanted = ("httproutes.gateway.networking.k8s.io", "virtualservices.networking.istio.io")
+    docs = []
+    for path in build_sh("crds"):
+        for doc in yaml.safe_load_all(Path(path).read_text()):
+            if (
+                doc
+                and doc.get("kind") == "CustomResourceDefinition"
+                and (doc["metadata"]["name"] in wanted)
+            ):
+                docs.append(doc)
+    assert len(docs) == 2, [d["metadata"]["name"] for d in docs]
+    cluster.apply(*docs)
+    ext = client.ApiextensionsV1Api(cluster.api)
+    for name in wanted:
+        wait_for(
+            f"CRD {name}",
+            lambda name=name: (
+                {
+                    c.type: c.status
+                    for c in ext.read_custom_resource_definition(name).status.conditions or []
+                }.get("Established")
+                == "True"
+            ),
+            60,
+        )
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("mdep-models")
+    artifacts = iris_artifacts(root)
+    v2 = root / "good-v2"
+    from model_server.testing import iris_artifact
+
+    artifacts["good-v2"] = (str(v2), iris_artifact(v2, version="2"))
+    with (
+        model_server(*artifacts["good"], "stable", log=root / "stable.log") as stable,
+        model_server(*artifacts["good-v2"], "canary", log=root / "good.log") as good,
+        model_server(*artifacts["faulty"], "canary", log=root / "faulty.log") as faulty,
+    ):
+        yield {"artifacts": artifacts, "stable": stable, "good": good, "faulty": faulty}
+
+
+def targets(servers: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+    stable, good, faulty = servers["stable"], servers["good"], servers["faulty"]
+    out = {}
+    for name in NAMES:
+        canary = faulty if name == "failing" else good
+        out[f"{NAMESPACE}/{name}"] = {
+            "stable": [stable.metrics_url],
+            "canary": [canary.metrics_url],
+        }
+    return out
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, servers: dict[str, Any]) -> Iterator[OperatorProcess]:
+    install_own_crds(cluster)
+    install_route_crds(cluster)
+    kubeconfig = install_rbac(cluster)
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    runner = OperatorProcess(
+        kubeconfig,
+        cluster.workdir,
+        settings={
+            "MLOPS_ANALYSIS_TICK_SECONDS": "0.5",
+            "MLOPS_ROUTER_REPLICAS": "1",
+            "MLOPS_METRICS_TARGETS": json.dumps(targets(servers)),
+        },
+    )
+    runner.start()
+    yield runner
+    runner.stop()
+    logs = runner.logs()
+    assert "Forbidden" not in logs, "the operator was refused something it needs"
+    (cluster.workdir / "modeldeployment-timings.json").write_text(json.dumps(TIMINGS, indent=1))
+    print(f"\nModelDeployment timings: {json.dumps(TIMINGS)}")
+
+
+@pytest.fixture
+def custom(cluster: Cluster) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(cluster.api)
+
+
+@contextmanager
+def load(*targets: tuple[Server, int]) -> Iterator[None]:
+    """Requests to each (server, bad_every) until the block ends (about 40 per second each)."""
+    stop = threading.Event()
+
+    def loop(server: Server, bad_every: int) -> None:
+        while not stop.is_set():
+            send(server.port, 4, bad_every)
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=loop, args=t, daemon=True) for t in targets]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+
+
+def model(artifact: tuple[str, str]) -> dict[str, str]:
+    return {"uri": "file://" + artifact[0], "digest": artifact[1]}
+
+
+def manifest(
+    name: str, stable: tuple[str, str], canary: tuple[str, str] | None, **spec: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"stable": {"model": model(stable)}, **spec},
+    }
+    if canary is not None:
+        body["spec"]["canary"] = {"model": model(canary)}
+    return body
+
+
+def read(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = custom.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, PLURAL, name
+    )
+    return found
+
+
+def create(custom: client.CustomObjectsApi, body: dict[str, Any]) -> None:
+    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+
+
+def delete(custom: client.CustomObjectsApi, name: str) -> None:
+    try:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def watch_weights(
+    custom: client.CustomObjectsApi,
+    name: str,
+    until: Callable[[dict[str, Any]], bool],
+    timeout: float,
+) -> tuple[dict[str, Any], list[tuple[float, str | None, int | None]]]:
+    """Polls the status until ``until``; every (seconds, phase, canaryWeight) change seen."""
+    started = time.monotonic()
+    seen: list[tuple[float, str | None, int | None]] = []
+    while True:
+        status = read(custom, name).get("status") or {}
+        point = (status.get("phase"), status.get("canaryWeight"))
+        if not seen or seen[-1][1:] != point:
+            seen.append((round(time.monotonic() - started, 2), *point))
+        if until(status):
+            return status, seen
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{name}: status {status}; seen {seen}")
+        time.sleep(0.1)
+
+
+def exists(cluster: Cluster, kind: str, name: str) -> bool:
+    apis = {
+        "Deployment": lambda: client.AppsV1Api(cluster.api).read_namespaced_deployment(
+            name, NAMESPACE
+        ),
+        "Service": lambda: cluster.core.read_namespaced_service(name, NAMESPACE),
+        "ConfigMap": lambda: cluster.core.read_namespaced_config_map(name, NAMESPACE),
+        "PodDisruptionBudget": lambda: client.PolicyV1Api(
+            cluster.api
+        ).read_namespaced_pod_disruption_budget(name, NAMESPACE),
+    }
+    try:
+        apis[kind]()
+        return True
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+
+
+def progression(seen: list[tuple[float, str | None, int | None]]) -> list[int | None]:
+    """The canary weights while Progressing, each change once."""
+    weights: list[int | None] = []
+    for _, phase, weight in seen:
+        if phase == "Progressing" and (not weights or weights[-1] != weight):
+            weights.append(weight)
+    return weights
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions") or [] if c["type"] == type_)
+
+
+def events(cluster: Cluster, name: str) -> list[tuple[str, str, str]]:
+    found = cluster.core.list_namespaced_event(
+        NAMESPACE, field_selector=f"involvedObject.name={name},involvedObject.kind=ModelDeployment"
+    )
+    return [(e.type, e.reason, e.message) for e in found.items]
+
+
+def test_healthy_canary_steps_up_and_is_promoted(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    servers: dict[str, Any],
+) -> None:
+    artifacts = servers["artifacts"]
+    body = manifest(
+        "healthy",
+        artifacts["good"],
+        artifacts["good-v2"],
+        traffic={"steps": [20, 50], "interval": "2s"},
+        analysis={
+            "maxErrorRate": 0.02,
+            "maxLatencyP99Ms": 2000,
+            "minRequests": 10,
+            "failureLimit": 2,
+        },
+    )
+    with load((servers["stable"], 0), (servers["good"], 0)):
+        create(custom, body)
+        status, seen = watch_weights(
+            custom, "healthy", lambda s: s.get("phase") == "Progressing", 30
+        )
+        for kind, child in [
+            ("Deployment", "healthy-stable"),
+            ("Deployment", "healthy-canary"),
+            ("Deployment", "healthy-router"),
+            ("Service", "healthy-stable"),
+            ("Service", "healthy-canary"),
+            ("Service", "healthy"),
+            ("ConfigMap", "healthy-router"),
+            ("PodDisruptionBudget", "healthy-stable"),
+            ("PodDisruptionBudget", "healthy-canary"),
+        ]:
+            wait_for(f"{kind} {child}", lambda k=kind, c=child: exists(cluster, k, c), 20)
+        deployment = client.AppsV1Api(cluster.api).read_namespaced_deployment(
+            "healthy-canary", NAMESPACE
+        )
+        env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
+        assert env["MLOPS_MODEL_DIGEST"] == artifacts["good-v2"][1]
+        assert env["MLOPS_VARIANT"] == "canary"
+        status, more = watch_weights(custom, "healthy", lambda s: s.get("phase") == "Promoted", 60)
+    seen += more
+    TIMINGS["promotion"] = seen
+    assert progression(seen) == [20, 50], seen
+    assert status["canaryWeight"] == 0
+    assert status["stable"]["digest"] == artifacts["good-v2"][1]
+    assert status["stable"]["weight"] == 100
+    assert status["promoted"]["digest"] == artifacts["good-v2"][1]
+    assert status["analysis"]["verdict"] == "Passed"
+    assert status["analysis"]["canary"]["requests"] >= 10
+    wait_for("the canary removed", lambda: not exists(cluster, "Deployment", "healthy-canary"), 30)
+    stable = client.AppsV1Api(cluster.api).read_namespaced_deployment("healthy-stable", NAMESPACE)
+    env = {e.name: e.value for e in stable.spec.template.spec.containers[0].env}
+    assert env["MLOPS_MODEL_DIGEST"] == artifacts["good-v2"][1]
+    conf = cluster.core.read_namespaced_config_map("healthy-router", NAMESPACE).data["nginx.conf"]
+    assert "mlops_canary" not in conf
+    reasons = [reason for _, reason, _ in events(cluster, "healthy")]
+    assert {"RolloutStarted", "StepAdvanced", "Promoted"} <= set(reasons), reasons
+    # Promoted stays promoted (the canary's digest is remembered).
+    time.sleep(2)
+    assert read(custom, "healthy")["status"]["phase"] == "Promoted"
+
+
+def test_failing_canary_is_rolled_back_with_the_numbers(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    servers: dict[str, Any],
+) -> None:
+    artifacts = servers["artifacts"]
+    body = manifest(
+        "failing",
+        artifacts["good"],
+        artifacts["faulty"],
+        traffic={"steps": [20, 50], "interval": "2s"},
+        analysis={"maxErrorRate": 0.05, "minRequests": 10, "failureLimit": 2},
+    )
+    started = time.monotonic()
+    with load((servers["stable"], 0), (servers["faulty"], 3)):
+        create(custom, body)
+        status, seen = watch_weights(
+            custom, "failing", lambda s: s.get("phase") == "RolledBack", 60
+        )
+    TIMINGS["rollback"] = seen
+    TIMINGS["rollback_seconds"] = round(time.monotonic() - started, 2)
+    assert status["canaryWeight"] == 0
+    assert status["stable"]["digest"] == artifacts["good"][1]
+    assert "promoted" not in status
+    degraded = condition(status, "Degraded")
+    assert degraded["status"] == "True"
+    assert degraded["reason"] == "AnalysisFailed"
+    assert "error rate 0.3" in degraded["message"], degraded["message"]
+    assert "maxErrorRate 0.05" in degraded["message"]
+    assert status["analysis"]["verdict"] == "Failed"
+    assert status["analysis"]["canary"]["errorRate"] == pytest.approx(1 / 3, abs=0.05)
+    assert status["analysis"]["failures"] == 2
+    wait_for("the canary removed", lambda: not exists(cluster, "Deployment", "failing-canary"), 30)
+    warnings = [(r, m) for t, r, m in events(cluster, "failing") if t == "Warning"]
+    assert warnings
+    assert warnings[0][0] == "AnalysisFailed"
+
+
+def test_restart_mid_rollout_carries_on(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    servers: dict[str, Any],
+) -> None:
+    artifacts = servers["artifacts"]
+    body = manifest(
+        "restart",
+        artifacts["good"],
+        artifacts["good-v2"],
+        traffic={"steps": [10, 20, 30, 40], "interval": "3s"},
+        analysis={"maxErrorRate": 0.02, "minRequests": 10},
+    )
+    with load((servers["stable"], 0), (servers["good"], 0)):
+        create(custom, body)
+        _, seen = watch_weights(custom, "restart", lambda s: s.get("canaryWeight") == 20, 60)
+        operator.kill()
+        killed = read(custom, "restart")["status"]
+        time.sleep(4)
+        operator.start()
+        status, more = watch_weights(custom, "restart", lambda s: s.get("phase") == "Promoted", 90)
+    seen += more
+    TIMINGS["restart"] = seen
+    weights = progression(seen)
+    assert weights == sorted(weights), seen
+    assert weights[0] == 10
+    assert 10 not in weights[weights.index(20) :], f"restarted from the first step: {seen}"
+    assert killed["analysis"]["step"] in (1, 2)
+    assert status["stable"]["digest"] == artifacts["good-v2"][1]
+
+
+def test_gateway_api_and_istio_routes_are_accepted(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    servers: dict[str, Any],
+) -> None:
+    artifacts = servers["artifacts"]
+    create(
+        custom,
+        manifest(
+            "routes-gw",
+            artifacts["good"],
+            artifacts["good-v2"],
+            traffic={"canaryWeight": 30},
+            router={
+                "provider": "gatewayAPI",
+                "parentRefs": [{"name": "public", "namespace": "gw"}],
+                "hosts": ["iris.example.com"],
+            },
+        ),
+    )
+    create(
+        custom,
+        manifest(
+            "routes-istio",
+            artifacts["good"],
+            artifacts["good-v2"],
+            traffic={"canaryWeight": 30},
+            router={
+                "provider": "istio",
+                "gateways": ["istio-system/public"],
+                "hosts": ["iris.example.com"],
+            },
+        ),
+    )
+    create(
+        custom,
+        manifest(
+            "shadow",
+            artifacts["good"],
+            artifacts["good-v2"],
+            strategy="shadow",
+            router={"provider": "istio"},
+        ),
+    )
+
+    def route(plural: str, group: str, version: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = custom.get_namespaced_custom_object(
+                group, version, NAMESPACE, plural, name
+            )
+            return found
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    http = wait_for(
+        "the HTTPRoute",
+        lambda: route("httproutes", "gateway.networking.k8s.io", "v1", "routes-gw"),
+        30,
+    )
+    backends = http["spec"]["rules"][-1]["backendRefs"]
+    assert [(b["name"], b["weight"]) for b in backends] == [
+        ("routes-gw-stable", 70),
+        ("routes-gw-canary", 30),
+    ]
+    assert http["spec"]["parentRefs"][0]["name"] == "public"
+    vs = wait_for(
+        "the VirtualService",
+        lambda: route("virtualservices", "networking.istio.io", "v1", "routes-istio"),
+        30,
+    )
+    assert [r["weight"] for r in vs["spec"]["http"][-1]["route"]] == [70, 30]
+    mirror = wait_for(
+        "the shadow VirtualService",
+        lambda: route("virtualservices", "networking.istio.io", "v1", "shadow"),
+        30,
+    )
+    assert mirror["spec"]["http"][-1]["mirror"]["host"].startswith("shadow-canary.")
+    assert not exists(cluster, "Deployment", "routes-gw-router")
+    status = read(custom, "routes-gw")["status"]
+    assert status["url"] == "http://iris.example.com/v2/models/routes-gw"
+    assert status["canaryWeight"] == 30
+
+
+def test_route_forms_pass_server_side_validation(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    """Every split form (weights, sticky A/B, shadow, stable only) through a server dry run."""
+    from mlops_operator.api.modeldeployment import Router
+    from mlops_operator.traffic import Split, Sticky
+    from mlops_operator.traffic.gateway import http_route
+    from mlops_operator.traffic.istio import virtual_service
+
+    router = Router.model_validate(
+        {
+            "provider": "gatewayAPI",
+            "parentRefs": [{"name": "gw"}],
+            "hosts": ["a.example.com"],
+            "gateways": ["gw"],
+        }
+    )
+    splits = [
+        Split(),
+        Split(canary_weight=0, canary=True),
+        Split(canary_weight=100, canary=True),
+        Split(canary_weight=40, canary=True, sticky=Sticky("header", "x-user")),
+        Split(canary=True, mirror=True),
+    ]
+    objects = []
+    for index, split in enumerate(splits):
+        for build in (http_route, virtual_service):
+            obj = build(f"form-{index}", NAMESPACE, split, router)
+            objects.append(obj)
+    cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "--server-side",
+        "--field-manager=tests",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+    )
