@@ -19,9 +19,11 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tests.corpus import ROOT
 from tests.packaging.tools import CHART, helm_env
 
 from .harness import Cluster, wait_for
+from .operator_runner import OperatorProcess
 
 RELEASE = "helm-test"
 FULLNAME = f"{RELEASE}-mlops-operator"
@@ -206,6 +208,54 @@ def test_upgrade_to_watched_namespaces_rebinds_the_role(release: Release) -> Non
     values = {e.name: e.value for e in env.spec.template.spec.containers[0].env}
     assert values["MLOPS_NAMESPACES"] == namespace
     assert release.helm("history", RELEASE).stdout.count("\n") >= 3
+
+
+def test_the_operator_runs_as_the_charts_service_account_with_its_settings(
+    release: Release,
+) -> None:
+    """`mlops operator` with the Deployment's env, as its ServiceAccount (after the upgrade
+    above: a RoleBinding in the watched namespace only) trains a TrainingJob there."""
+    cluster, namespace = release.cluster, release.namespace
+    deployment = client.AppsV1Api(cluster.api).read_namespaced_deployment(FULLNAME, namespace)
+    ports = {"MLOPS_LIVENESS_PORT", "MLOPS_METRICS_PORT"}  # the process picks free ones
+    env = {
+        e.name: e.value
+        for e in deployment.spec.template.spec.containers[0].env
+        if e.value is not None and e.name not in ports
+    }
+    kubeconfig = cluster.service_account_kubeconfig(namespace, FULLNAME, create=False)
+    operator = OperatorProcess(kubeconfig, cluster.workdir, settings=env)
+    operator.start()
+    try:
+        example = yaml.safe_load((ROOT / "examples/quickstart/01-trainingjob-v1.yaml").read_text())
+        custom = client.CustomObjectsApi(cluster.api)
+        custom.create_namespaced_custom_object(
+            "mlops.dev", "v1alpha1", namespace, "trainingjobs", example
+        )
+        batch = client.BatchV1Api(cluster.api)
+        wait_for(
+            "the training Job",
+            lambda: batch.list_namespaced_job(namespace).items,
+            60,
+        )
+
+        def phase() -> str | None:
+            body = custom.get_namespaced_custom_object(
+                "mlops.dev", "v1alpha1", namespace, "trainingjobs", example["metadata"]["name"]
+            )
+            return body.get("status", {}).get("phase")
+
+        assert wait_for("the TrainingJob's phase", phase, 60) in {"Pending", "Running"}
+        (job,) = batch.list_namespaced_job(namespace).items
+        volumes = job.spec.template.spec.volumes or []
+        claims = [
+            v.persistent_volume_claim.claim_name for v in volumes if v.persistent_volume_claim
+        ]
+        assert claims == [f"{FULLNAME}-models"]
+        assert "mlops_reconcile_total" in operator.get("/metrics", operator.metrics_port)
+        assert "forbidden" not in operator.logs().lower()
+    finally:
+        operator.stop()
 
 
 def test_uninstall_keeps_the_crds_and_the_model_store(release: Release) -> None:
