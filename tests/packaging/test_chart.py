@@ -15,6 +15,10 @@ from tests.corpus import CRDS
 
 from .tools import CHART, KUBE_VERSION, NAMESPACE, REPO, by_kind, helm, one, render, template
 
+# helm and kubectl are real processes (built by hack/k8s/build.sh): the component layer.
+pytestmark = pytest.mark.component
+
+
 EVERYTHING: dict[str, Any] = {
     "fullnameOverride": "mlops",
     "commonLabels": {"team": "ml-platform"},

@@ -12,6 +12,10 @@ import yaml
 
 from .tools import KUBE_VERSION, NAMESPACE, REPO, render, tool
 
+# helm and kubectl are real processes (built by hack/k8s/build.sh): the component layer.
+pytestmark = pytest.mark.component
+
+
 BASE = REPO / "deploy" / "kustomize"
 GENERATOR = REPO / "hack" / "gen-kustomize.py"
 
