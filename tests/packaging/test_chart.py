@@ -203,8 +203,7 @@ def test_chart_crds_are_a_synced_copy_of_crds() -> None:
     )
     for path in CRDS.glob("*.yaml"):
         assert (synced / path.name).read_text() == path.read_text(), (
-            f"charts/mlops-operator/files/crds/{path.name} is stale: "
-            "run `mlops crds --output-dir charts/mlops-operator/files/crds`"
+            f"charts/mlops-operator/files/crds/{path.name} is stale: run hack/sync-generated.sh"
         )
 
 

@@ -62,9 +62,7 @@ def test_pages_exist() -> None:
 
 def test_api_reference_is_generated() -> None:
     committed = (REPO / "docs" / "api.md").read_text()
-    assert committed == apidocs.render(), (
-        "docs/api.md is stale: run `python -m mlops_operator.apidocs --output docs/api.md`"
-    )
+    assert committed == apidocs.render(), "docs/api.md is stale: run hack/sync-generated.sh"
 
 
 def test_api_reference_documents_every_field() -> None:
