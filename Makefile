@@ -24,3 +24,14 @@ crds: setup
 
 bench: setup
 	$(VENV)/python -m benchmarks
+
+# The end-to-end quickstart on kind (needs Docker, kind, kubectl, helm; docs/install.md#kind).
+.PHONY: kind-up kind-quickstart kind-down
+kind-up:
+	hack/kind-up.sh
+
+kind-quickstart:
+	hack/kind-quickstart.sh
+
+kind-down:
+	hack/kind-down.sh
