@@ -52,3 +52,164 @@ def validate(paths: tuple[Path, ...]) -> None:
         sys.exit(1)
     for resource in resources:
         click.echo(f"{resource.kind.lower()}/{resource.metadata.name} valid")
+
+
+@main.command()
+@click.option("--model-uri", envvar="MLOPS_MODEL_URI", required=True, help="Artifact URI.")
+@click.option(
+    "--model-digest", envvar="MLOPS_MODEL_DIGEST", required=True, help="Pinned sha256:<hex>."
+)
+@click.option("--model-name", envvar="MLOPS_MODEL_NAME", help="Served name (default: metadata).")
+@click.option("--variant", envvar="MLOPS_VARIANT", default="stable", show_default=True)
+@click.option("--host", envvar="MLOPS_HOST", default="0.0.0.0", show_default=True)
+@click.option("--port", envvar="MLOPS_PORT", type=int, default=8080, show_default=True)
+@click.option("--workers", envvar="MLOPS_WORKERS", type=int, default=1, show_default=True)
+@click.option("--max-batch-size", envvar="MLOPS_MAX_BATCH_SIZE", type=int, default=64)
+@click.option(
+    "--max-batch-wait", envvar="MLOPS_MAX_BATCH_WAIT", type=float, default=0.0, help="Seconds."
+)
+@click.option("--max-request-bytes", envvar="MLOPS_MAX_REQUEST_BYTES", type=int, default=8388608)
+@click.option(
+    "--allow-pickle/--no-allow-pickle",
+    envvar="MLOPS_ALLOW_PICKLE",
+    default=False,
+    help="Opt in to loading a joblib/pickle model: it can run arbitrary code.",
+)
+@click.option("--log-level", envvar="MLOPS_LOG_LEVEL", default="info", show_default=True)
+def serve(**options: object) -> None:
+    """Serve a verified model artifact over the Open Inference Protocol v2.
+
+    Every option can also be set as MLOPS_<OPTION> (e.g. MLOPS_MODEL_URI); further settings
+    (feedback capacity, drift window, graceful timeout, max rows) are environment-only.
+    See docs/model-server.md.
+    """
+    from model_server.server import run
+    from model_server.settings import ServerSettings
+
+    settings = ServerSettings(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
+    raise SystemExit(run(settings))
+
+
+@main.command()
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch this namespace (repeatable); default: $MLOPS_NAMESPACES, else all namespaces.",
+)
+@click.option("--liveness-port", type=int, help="Port of /healthz (default $MLOPS_LIVENESS_PORT).")
+@click.option("--metrics-port", type=int, help="Port of /metrics (default $MLOPS_METRICS_PORT).")
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+def operator(
+    namespaces: tuple[str, ...],
+    liveness_port: int | None,
+    metrics_port: int | None,
+    verbose: bool,
+) -> None:
+    """Run the operator: reconcile TrainingJobs and ModelDeployments until stopped.
+
+    Settings come from MLOPS_* environment variables (see docs/trainingjob.md); the
+    options here override them. Credentials: in-cluster, else $KUBECONFIG.
+    """
+    import logging
+
+    from mlops_operator import settings as settings_module
+
+    overrides: dict[str, object] = {}
+    if namespaces:
+        overrides["namespaces"] = list(namespaces)
+    if liveness_port is not None:
+        overrides["liveness_port"] = liveness_port
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
+    current = settings_module.get_settings()
+    if overrides:
+        current = settings_module.OperatorSettings(**{**current.model_dump(), **overrides})
+        settings_module.use(current)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+    )
+    from mlops_operator import operator as operator_module
+
+    operator_module.run(current)
+
+
+@main.command()
+@click.option(
+    "-f",
+    "--filename",
+    "manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A TrainingJob manifest (YAML) to train.",
+)
+@click.option(
+    "--spec-json",
+    envvar="MLOPS_TRAININGJOB_SPEC",
+    help="The TrainingJob's spec as JSON (or a whole TrainingJob). [env MLOPS_TRAININGJOB_SPEC]",
+)
+@click.option(
+    "--name",
+    envvar="MLOPS_TRAININGJOB_NAME",
+    help="The TrainingJob's name (default: the manifest's). [env MLOPS_TRAININGJOB_NAME]",
+)
+@click.option(
+    "--namespace",
+    envvar="MLOPS_TRAININGJOB_NAMESPACE",
+    help="Its namespace (default: the manifest's, else default). "
+    "[env MLOPS_TRAININGJOB_NAMESPACE]",
+)
+@click.option(
+    "--store",
+    envvar="MLOPS_MODEL_STORE",
+    help="The model store URI: file://, pvc://<claim>/<path>, s3://... "
+    "(default: spec.output.uri). [env MLOPS_MODEL_STORE]",
+)
+@click.option(
+    "--version",
+    "version",
+    envvar="MLOPS_MODEL_VERSION",
+    help="The version to publish (default: <UTC yyyymmdd-hhmmss>-<4 hex>). "
+    "[env MLOPS_MODEL_VERSION]",
+)
+@click.option(
+    "--termination-log",
+    envvar="MLOPS_TERMINATION_LOG",
+    help="Where the result JSON (<= 4 KiB) goes (default: /dev/termination-log, written "
+    "only if it exists). [env MLOPS_TERMINATION_LOG]",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="MLOPS_LOG_FORMAT",
+    show_default=True,
+    help="Progress lines (stderr) and summary (stdout) as text or JSON lines. "
+    "[env MLOPS_LOG_FORMAT]",
+)
+def train(
+    manifest: Path | None,
+    spec_json: str | None,
+    name: str | None,
+    namespace: str | None,
+    store: str | None,
+    version: str | None,
+    termination_log: str | None,
+    log_format: str,
+) -> None:
+    """Train, evaluate, gate and publish the model of a TrainingJob (docs/trainer.md)."""
+    from trainer.main import main as run_train
+
+    sys.exit(
+        run_train(
+            manifest=manifest,
+            spec_json=spec_json,
+            name=name,
+            namespace=namespace,
+            store=store,
+            version=version,
+            termination_log=termination_log,
+            log_format=log_format,
+        )
+    )

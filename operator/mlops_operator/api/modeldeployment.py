@@ -231,6 +231,21 @@ class VariantAnalysis(ApiModel):
     """Online accuracy from feedback, when any was sent."""
 
 
+class Counters(ApiModel):
+    """One model server's cumulative counters at the start of the analysis interval."""
+
+    requests: float = 0
+    """Requests answered (mlops_requests_total, all codes)."""
+    errors: float = 0
+    """Requests answered with a 5xx code."""
+    buckets: dict[str, float] | None = None
+    """The latency histogram's cumulative bucket counts, by upper bound in seconds."""
+    correct: float = 0
+    """Feedback rows whose prediction was correct."""
+    incorrect: float = 0
+    """Feedback rows whose prediction was wrong."""
+
+
 class AnalysisStatus(ApiModel):
     """The last analysis and its verdict."""
 
@@ -246,6 +261,22 @@ class AnalysisStatus(ApiModel):
     """The analysis in words, with the numbers."""
     stable: VariantAnalysis | None = None
     canary: VariantAnalysis | None = None
+    snapshot: dict[str, dict[str, Counters]] | None = None
+    """builtin metrics: each variant's model servers' counters at the start of the interval,
+    by variant then by server, so an operator restarted mid-interval still differences them."""
+
+
+class PromotedModel(ApiModel):
+    """A canary model that was promoted: the stable variant serves it."""
+
+    model: str | None = None
+    """The TrainingJob name or the uri of the promoted model."""
+    uri: str
+    """The artifact served."""
+    digest: str
+    """The artifact's pinned digest."""
+    replaces: str | None = None
+    """The digest spec.stable resolved to at promotion; when spec.stable changes, it wins."""
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -263,6 +294,8 @@ class ModelDeploymentStatus(ApiModel):
     canary_weight: int | None = None
     """Percent of traffic the canary gets now."""
     analysis: AnalysisStatus | None = None
+    promoted: PromotedModel | None = None
+    """The last promoted canary model, served by the stable variant until spec.stable changes."""
     url: str | None = None
     """Where clients send requests, inside the cluster."""
     message: str | None = None

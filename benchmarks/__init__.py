@@ -1,0 +1,1 @@
+"""Benchmarks: the serving benchmark compares `mlops serve` with MLServer and KServe."""

@@ -1,0 +1,277 @@
+"""The HTTP layer: a raw ASGI app with an explicit route table, delegating to the data plane.
+
+Raw ASGI (no framework) on uvicorn with httptools and uvloop measured fastest for this
+workload (see docs/model-server.md). Errors are mapped to responses in one place:
+:class:`ServerError` subclasses carry their status; anything else is a logged 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from model_server.dataplane import DataPlane
+from model_server.errors import (
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+)
+from model_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from model_server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON = b"application/json"
+Response = tuple[int, bytes, bytes]  # status, body, content type
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    params: dict[str, str]
+    scope: Scope
+    receive: Receive
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: tuple[str, ...]
+    handler: Handler
+    name: str
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        if len(parts) != len(self.pattern):
+            return None
+        params: dict[str, str] = {}
+        for want, got in zip(self.pattern, parts, strict=True):
+            if want.startswith("{"):
+                if not got:
+                    return None
+                params[want[1:-1]] = got
+            elif want != got:
+                return None
+        return params
+
+
+def _json(status: int, payload: Any) -> Response:
+    return status, orjson.dumps(payload), JSON
+
+
+def openapi_document() -> bytes:
+    return resources.files("model_server").joinpath("openapi.json").read_bytes()
+
+
+class App:
+    """The ASGI application; build it with :func:`create_app`."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        data_plane: DataPlane,
+        on_fatal: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.data_plane = data_plane
+        self.on_fatal = on_fatal or _terminate_self
+        self.routes = self._route_table()
+        self._openapi: bytes | None = None
+        self._load_task: asyncio.Task[bool] | None = None
+
+    def _route_table(self) -> list[Route]:
+        table: list[tuple[str, str, Handler]] = [
+            ("POST", "/v2/models/{name}/infer", self.infer),
+            ("POST", "/v2/models/{name}/versions/{version}/infer", self.infer),
+            ("GET", "/v2/health/live", self.live),
+            ("GET", "/v2/health/ready", self.ready),
+            ("GET", "/v2", self.server_metadata),
+            ("GET", "/v2/models/{name}", self.model_metadata),
+            ("GET", "/v2/models/{name}/versions/{version}", self.model_metadata),
+            ("GET", "/v2/models/{name}/ready", self.model_ready),
+            ("GET", "/v2/models/{name}/versions/{version}/ready", self.model_ready),
+            ("POST", "/v2/models/{name}/feedback", self.feedback),
+            ("POST", "/v2/models/{name}/versions/{version}/feedback", self.feedback),
+            ("GET", "/metrics", self.metrics),
+            ("GET", "/v2/openapi.json", self.openapi),
+            ("GET", "/openapi.json", self.openapi),
+        ]
+        return [
+            Route(method, tuple(path.split("/")[1:]), handler, path)
+            for method, path, handler in table
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            route, params = self._route(scope["method"], scope["path"])
+            status, body, content_type = await route.handler(
+                Request(scope["method"], params, scope, receive)
+            )
+        except ServerError as error:
+            status, body, content_type = _json(error.status_code, {"error": error.message})
+        except Exception as error:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            status, body, content_type = _json(
+                500, {"error": f"internal error: {type(error).__name__}"}
+            )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        parts = path.rstrip("/").split("/")[1:] if path != "/" else []
+        allowed = []
+        for route in self.routes:
+            params = route.match(parts)
+            if params is None:
+                continue
+            if route.method == method:
+                return route, params
+            allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed[0]}")
+        raise NotFound(f"no such endpoint: {path}")
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.settings.max_request_bytes
+        for key, value in request.scope["headers"]:
+            if key == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise InvalidInput("invalid Content-Length header", "http") from None
+                if length > limit:
+                    raise PayloadTooLarge(
+                        f"the request body has {length} bytes; at most {limit} are accepted"
+                    )
+        chunks = []
+        size = 0
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidInput("the client disconnected", "http")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body exceeds {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # handlers --------------------------------------------------------------------------------
+
+    async def infer(self, request: Request) -> Response:
+        start = time.perf_counter()
+        try:
+            body = await self._body(request)
+        except ServerError as error:
+            self.data_plane.rejected(error, start)
+            raise
+        name, version = request.params["name"], request.params.get("version")
+        return 200, await self.data_plane.infer(name, version, body), JSON
+
+    async def live(self, request: Request) -> Response:
+        return _json(200, {"live": self.data_plane.live()})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self.data_plane.ready()
+        return _json(200 if ready else 503, {"ready": ready})
+
+    async def server_metadata(self, request: Request) -> Response:
+        return _json(200, self.data_plane.server_metadata())
+
+    async def model_metadata(self, request: Request) -> Response:
+        params = request.params
+        return _json(200, self.data_plane.model_metadata(params["name"], params.get("version")))
+
+    async def model_ready(self, request: Request) -> Response:
+        name = request.params["name"]
+        ready = self.data_plane.model_ready(name, request.params.get("version"))
+        return _json(200 if ready else 503, {"name": name, "ready": ready})
+
+    async def feedback(self, request: Request) -> Response:
+        body = await self._body(request)
+        params = request.params
+        return 200, self.data_plane.feedback(params["name"], params.get("version"), body), JSON
+
+    async def metrics(self, request: Request) -> Response:
+        return 200, self.data_plane.metrics_exposition(), METRICS_CONTENT_TYPE.encode()
+
+    async def openapi(self, request: Request) -> Response:
+        if self._openapi is None:
+            self._openapi = openapi_document()
+        return 200, self._openapi, JSON
+
+    # lifespan --------------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.data_plane.model is None:
+                    self._load_task = asyncio.create_task(self._load())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._load_task is not None and not self._load_task.done():
+                    self._load_task.cancel()
+                await self.data_plane.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _load(self) -> bool:
+        loaded = await self.data_plane.load_async()
+        if not loaded:
+            self.on_fatal()
+        return loaded
+
+
+def _terminate_self() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def create_app(
+    settings: ServerSettings,
+    data_plane: DataPlane,
+    *,
+    on_fatal: Callable[[], None] | None = None,
+) -> App:
+    """The ASGI app serving ``data_plane``; it loads the model at startup unless loaded.
+
+    ``on_fatal`` is called when the model must not be served (default: SIGTERM this process,
+    so the server stops and the process exits non-zero).
+    """
+    return App(settings, data_plane, on_fatal)

@@ -1,0 +1,95 @@
+"""Remembered predictions and their ground truth: the online accuracy of a variant."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from model_server.errors import InvalidInput, NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    correct: int
+    incorrect: int
+    absolute_error: float | None
+
+
+class FeedbackStore:
+    """The predictions of the last ``capacity`` requests (bounded; oldest forgotten first).
+
+    Rows are bounded too: at most ``capacity * 16`` rows remembered in all, so a few huge
+    requests cannot hold much memory.
+    """
+
+    def __init__(self, capacity: int, classification: bool) -> None:
+        self.capacity = capacity
+        self.max_rows = capacity * 16
+        self.classification = classification
+        self._entries: collections.OrderedDict[str, list[Any]] = collections.OrderedDict()
+        self._rows = 0
+        self._lock = threading.Lock()
+        self.correct = 0
+        self.incorrect = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def remember(self, request_id: str, predictions: list[Any]) -> None:
+        if not self.capacity or len(predictions) > self.max_rows:
+            return
+        with self._lock:
+            old = self._entries.pop(request_id, None)
+            if old is not None:
+                self._rows -= len(old)
+            self._entries[request_id] = predictions
+            self._rows += len(predictions)
+            while len(self._entries) > self.capacity or self._rows > self.max_rows:
+                _, dropped = self._entries.popitem(last=False)
+                self._rows -= len(dropped)
+
+    def record(self, request_id: str, truth: list[Any]) -> Outcome:
+        """Compare ``truth`` with the remembered predictions; each id is accepted once."""
+        with self._lock:
+            predictions = self._entries.get(request_id)
+            if predictions is None:
+                raise NotFound(
+                    f"no remembered prediction for request id {request_id!r}: unknown, already "
+                    f"given feedback, or older than the last {self.capacity} requests"
+                )
+            if len(truth) != len(predictions):
+                raise InvalidInput(
+                    f"request {request_id!r} had {len(predictions)} rows; feedback has "
+                    f"{len(truth)} truth values",
+                    "feedback",
+                )
+            if self.classification:
+                correct = sum(1 for p, t in zip(predictions, truth, strict=True) if _same(p, t))
+                outcome = Outcome(correct, len(truth) - correct, None)
+                self.correct += outcome.correct
+                self.incorrect += outcome.incorrect
+            else:
+                try:
+                    error = sum(
+                        abs(float(p) - float(t)) for p, t in zip(predictions, truth, strict=True)
+                    )
+                except (TypeError, ValueError) as exc:
+                    raise InvalidInput(
+                        f"feedback for a regressor needs numbers: {exc}", "feedback"
+                    ) from exc
+                outcome = Outcome(0, 0, error)
+            del self._entries[request_id]
+            self._rows -= len(predictions)
+            return outcome
+
+    def accuracy(self) -> float | None:
+        total = self.correct + self.incorrect
+        return self.correct / total if total else None
+
+
+def _same(prediction: Any, truth: Any) -> bool:
+    if prediction == truth:
+        return True
+    return str(prediction) == str(truth)  # "1" from a client for class 1, and the like

@@ -1,0 +1,228 @@
+"""A TrainingJob -> the batch/v1 Job whose Pod runs `mlops train` from the operator's image."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlops_operator.api import API_VERSION, TrainingJob
+from mlops_operator.naming import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER, job_name
+from mlops_operator.settings import OperatorSettings
+from model_server.store import PVC_ROOT_ENV, S3_ENDPOINT_ENV
+
+CONTAINER = "trainer"
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+TMP_DIR = "/tmp"
+RUN_AS = 65532
+"""The non-root user (and group) of training Pods; fsGroup makes the model store writable."""
+
+NON_RETRYABLE_EXIT_CODES = (2, 4, 5, 6, 7, 8, 10)
+"""`mlops train` exit codes that no retry can fix (invalid spec, malformed data, missing
+column, empty data set, estimator not allowed, bad params, quality gate failed): the Job's
+podFailurePolicy fails the Job at once instead of burning its backoffLimit."""
+
+MANIFEST_ENV = "MLOPS_TRAININGJOB"
+"""The TrainingJob (apiVersion, kind, metadata, spec) as JSON, for `mlops train`."""
+
+
+def labels(trainingjob: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "mlops-trainer",
+        "app.kubernetes.io/component": "training",
+        LABEL_MANAGED_BY: MANAGER,
+        LABEL_TRAININGJOB: trainingjob,
+    }
+
+
+def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Makes the TrainingJob the controller of a child, so deleting it deletes the child."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingJob",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def pvc_claim(uri: str | None) -> str | None:
+    """The claim of a pvc://<claim>/<path> URI, None for any other URI."""
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    return parts.netloc or None if parts.scheme == "pvc" else None
+
+
+def output_uri(tj: TrainingJob, settings: OperatorSettings) -> str:
+    return tj.spec.output.uri or settings.default_store_uri
+
+
+def manifest(tj: TrainingJob, settings: OperatorSettings) -> dict[str, Any]:
+    """What `mlops train` trains: the TrainingJob with its effective output uri."""
+    spec = tj.spec.model_copy(
+        update={"output": tj.spec.output.model_copy(update={"uri": output_uri(tj, settings)})}
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": {"name": tj.metadata.name, "namespace": tj.metadata.namespace},
+        "spec": spec.dump(),
+    }
+
+
+def train_args(tj: TrainingJob, settings: OperatorSettings) -> list[str]:
+    """The container's command line: `mlops train` reading the manifest from its env var."""
+    return ["train", "--manifest-env", MANIFEST_ENV, "--result-file", TERMINATION_MESSAGE_PATH]
+
+
+def _volumes(tj: TrainingJob, settings: OperatorSettings) -> tuple[list[Any], list[Any]]:
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": TMP_DIR}]
+    writable = pvc_claim(output_uri(tj, settings))
+    claims = {}
+    if writable:
+        claims[writable] = False
+    readable = pvc_claim(tj.spec.dataset.uri)
+    if readable and readable not in claims:
+        claims[readable] = True
+    for index, (claim, read_only) in enumerate(claims.items()):
+        name = f"store-{index}"
+        volumes.append(
+            {"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}
+        )
+        mounts.append(
+            {"name": name, "mountPath": f"{settings.pvc_root}/{claim}", "readOnly": read_only}
+        )
+    return volumes, mounts
+
+
+def _env(tj: TrainingJob, settings: OperatorSettings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": MANIFEST_ENV, "value": json.dumps(manifest(tj, settings), sort_keys=True)},
+        {"name": PVC_ROOT_ENV, "value": settings.pvc_root},
+        {"name": "HOME", "value": TMP_DIR},
+        {"name": "TMPDIR", "value": TMP_DIR},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+    if settings.extra_estimators:
+        env.append({"name": "MLOPS_EXTRA_ESTIMATORS", "value": ",".join(settings.extra_estimators)})
+    secret = tj.spec.output.secret_ref
+    if secret:
+        env.append(
+            {
+                "name": S3_ENDPOINT_ENV,
+                "valueFrom": {
+                    "secretKeyRef": {"name": secret, "key": "AWS_ENDPOINT_URL", "optional": True}
+                },
+            }
+        )
+    return env
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """The Job of the TrainingJob ``body`` (as the API server returned it, with its uid)."""
+    tj = TrainingJob.model_validate(_without_status(body))
+    name, namespace = tj.metadata.name, tj.metadata.namespace
+    volumes, mounts = _volumes(tj, settings)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["mlops"],
+        "args": train_args(tj, settings),
+        "env": _env(tj, settings),
+        "volumeMounts": mounts,
+        "securityContext": container_security_context(),
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if tj.spec.output.secret_ref:
+        container["envFrom"] = [{"secretRef": {"name": tj.spec.output.secret_ref}}]
+    if tj.spec.resources is not None:
+        container["resources"] = tj.spec.resources.dump()
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if settings.training_service_account:
+        pod_spec["serviceAccountName"] = settings.training_service_account
+    job_spec: dict[str, Any] = {
+        "backoffLimit": tj.spec.backoff_limit,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER,
+                        "operator": "In",
+                        "values": list(NON_RETRYABLE_EXIT_CODES),
+                    },
+                },
+                {
+                    "action": "Ignore",
+                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                },
+            ]
+        },
+        "template": {"metadata": {"labels": labels(name)}, "spec": pod_spec},
+    }
+    if tj.spec.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = tj.spec.active_deadline_seconds
+    if tj.spec.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = tj.spec.ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(name),
+            "namespace": namespace,
+            "labels": labels(name),
+            "annotations": {"mlops.dev/generation": str(body["metadata"].get("generation", 1))},
+            "ownerReferences": [owner_reference(body)],
+        },
+        "spec": job_spec,
+    }
+
+
+def _without_status(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body["metadata"]
+    return {
+        "apiVersion": body.get("apiVersion", API_VERSION),
+        "kind": body.get("kind", "TrainingJob"),
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace", "default"),
+            "labels": dict(meta.get("labels") or {}),
+        },
+        "spec": dict(body["spec"]),
+    }

@@ -1,0 +1,289 @@
+"""The model servers of a ModelDeployment: per variant a Deployment running `mlops serve`, a
+Service, a PodDisruptionBudget and optionally a HorizontalPodAutoscaler; one entry Service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from mlops_operator.api.common import Resources
+from mlops_operator.api.modeldeployment import Variant
+
+VariantName = Literal["stable", "canary"]
+PORT = 8080
+MANAGED_BY = "mlops-operator"
+MDEP_LABEL = "mlops.dev/modeldeployment"
+VARIANT_LABEL = "mlops.dev/variant"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+DIGEST_ANNOTATION = "mlops.dev/model-digest"
+PVC_ROOT = "/var/lib/mlops/pvc"
+DEFAULT_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A resolved model: what a variant's servers load."""
+
+    uri: str
+    digest: str
+    name: str | None = None
+    """The TrainingJob name or uri it came from, for people."""
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Operator-wide choices for the model servers."""
+
+    image: str = "ghcr.io/mlops-operator/mlops-operator:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    run_as_user: int = 65532
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def variant_name(mdep: str, variant: VariantName) -> str:
+    return f"{mdep}-{variant}"
+
+
+def labels(mdep: str, component: str, variant: VariantName | None = None) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": "mlops-model-server"
+        if component == "model-server"
+        else "mlops-router",
+        "app.kubernetes.io/instance": mdep,
+        COMPONENT_LABEL: component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MDEP_LABEL: mdep,
+    }
+    if variant is not None:
+        out[VARIANT_LABEL] = variant
+    return out
+
+
+def selector(mdep: str, component: str, variant: VariantName | None = None) -> dict[str, str]:
+    out = {MDEP_LABEL: mdep, COMPONENT_LABEL: component}
+    if variant is not None:
+        out[VARIANT_LABEL] = variant
+    return out
+
+
+def _meta(name: str, namespace: str, lab: dict[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": dict(lab)}
+
+
+def pod_security_context(run_as_user: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": run_as_user,
+        "runAsGroup": run_as_user,
+        "fsGroup": run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _resources(resources: Resources | None) -> dict[str, Any]:
+    if resources is None:
+        return {k: dict(v) for k, v in DEFAULT_RESOURCES.items()}
+    return {
+        key: {name: str(value) for name, value in values.items()}
+        for key, values in (("requests", resources.requests), ("limits", resources.limits))
+        if values
+    }
+
+
+def _store_volume(uri: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volume and mount a pvc:// model needs (none for other schemes)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "pvc" or not parts.netloc:
+        return [], []
+    claim = parts.netloc
+    volume = {
+        "name": "model-store",
+        "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+    }
+    mount = {"name": "model-store", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True}
+    return [volume], [mount]
+
+
+def model_server_deployment(
+    mdep: str,
+    namespace: str,
+    variant: VariantName,
+    *,
+    spec: Variant,
+    model: ServedModel,
+    options: ServingOptions,
+) -> dict[str, Any]:
+    """The Deployment of a variant's model servers, pinned to the model's digest."""
+    name = variant_name(mdep, variant)
+    lab = labels(mdep, "model-server", variant)
+    volumes, mounts = _store_volume(model.uri)
+    env = [
+        {"name": "MLOPS_MODEL_URI", "value": model.uri},
+        {"name": "MLOPS_MODEL_DIGEST", "value": model.digest},
+        {"name": "MLOPS_MODEL_NAME", "value": mdep},
+        {"name": "MLOPS_VARIANT", "value": variant},
+        {"name": "MLOPS_PORT", "value": str(PORT)},
+        {"name": "MLOPS_PVC_ROOT", "value": PVC_ROOT},
+        *({"name": k, "value": v} for k, v in sorted(options.extra_env.items())),
+    ]
+    container = {
+        "name": "model-server",
+        "image": options.image,
+        "imagePullPolicy": options.image_pull_policy,
+        "command": ["mlops", "serve"],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": _resources(spec.resources),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *mounts],
+    }
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector(mdep, "model-server", variant)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
+        "template": {
+            "metadata": {
+                "labels": lab,
+                "annotations": {
+                    DIGEST_ANNOTATION: model.digest,
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(PORT),
+                    "prometheus.io/path": "/metrics",
+                },
+            },
+            "spec": {
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "securityContext": pod_security_context(options.run_as_user),
+                "terminationGracePeriodSeconds": 40,
+                "containers": [container],
+                "volumes": [{"name": "tmp", "emptyDir": {}}, *volumes],
+            },
+        },
+    }
+    if spec.autoscaling is None:
+        deployment_spec["replicas"] = spec.replicas
+    meta = _meta(name, namespace, lab)
+    meta["annotations"] = {DIGEST_ANNOTATION: model.digest}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": deployment_spec,
+    }
+
+
+def variant_service(mdep: str, namespace: str, variant: VariantName) -> dict[str, Any]:
+    """The Service of one variant's model servers (what routers send to)."""
+    return _service(
+        variant_name(mdep, variant),
+        namespace,
+        labels(mdep, "model-server", variant),
+        selector(mdep, "model-server", variant),
+    )
+
+
+def entry_service(mdep: str, namespace: str, provider: str) -> dict[str, Any]:
+    """The stable entry Service clients call: the nginx router with the builtin provider, else
+    the stable model servers (a mesh or gateway applies the split in front of them)."""
+    if provider == "builtin":
+        target = selector(mdep, "router")
+    else:
+        target = selector(mdep, "model-server", "stable")
+    return _service(mdep, namespace, labels(mdep, "entry"), target)
+
+
+def _service(name: str, namespace: str, lab: dict[str, str], sel: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, namespace, lab),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": sel,
+            "ports": [
+                {
+                    "name": "http",
+                    "port": 80,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                }
+            ],
+        },
+    }
+
+
+def disruption_budget(mdep: str, namespace: str, variant: VariantName) -> dict[str, Any]:
+    """At most one of the variant's model servers evicted at a time."""
+    name = variant_name(mdep, variant)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name, namespace, labels(mdep, "model-server", variant)),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector(mdep, "model-server", variant)},
+        },
+    }
+
+
+def autoscaler(
+    mdep: str, namespace: str, variant: VariantName, spec: Variant
+) -> dict[str, Any] | None:
+    """A CPU-based HorizontalPodAutoscaler, when the variant asks for autoscaling."""
+    scaling = spec.autoscaling
+    if scaling is None:
+        return None
+    name = variant_name(mdep, variant)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(name, namespace, labels(mdep, "model-server", variant)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": scaling.target_cpu_utilization,
+                        },
+                    },
+                }
+            ],
+        },
+    }

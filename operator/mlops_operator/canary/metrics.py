@@ -1,0 +1,172 @@
+"""Metrics math: differencing cumulative counters over an interval, error rate, p99, accuracy.
+
+A model server exports cumulative counters (requests by code, a latency histogram, feedback by
+outcome). The analysis takes a snapshot per server at the start of an interval and another at
+the end; the difference is what happened in the interval. A counter that went down means the
+server restarted: like Prometheus' ``increase()``, the new value is then taken as the increase.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Cumulative counters of one model server (or a sum over several, or an increase)."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    buckets: Mapping[float, float] = field(default_factory=dict)
+    """Cumulative histogram bucket counts by upper bound in seconds (math.inf for +Inf)."""
+    correct: float = 0.0
+    incorrect: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status form (the Counters API model): bucket bounds as strings."""
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "buckets": {_bound_key(le): n for le, n in sorted(self.buckets.items())},
+            "correct": self.correct,
+            "incorrect": self.incorrect,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Counters:
+        buckets = data.get("buckets") or {}
+        return cls(
+            requests=float(data.get("requests", 0)),
+            errors=float(data.get("errors", 0)),
+            buckets={_bound(k): float(v) for k, v in buckets.items()},
+            correct=float(data.get("correct", 0)),
+            incorrect=float(data.get("incorrect", 0)),
+        )
+
+
+def _bound(text: str) -> float:
+    return math.inf if text in ("+Inf", "Inf", "inf") else float(text)
+
+
+def _bound_key(le: float) -> str:
+    return "+Inf" if math.isinf(le) else repr(le)
+
+
+def _increase(previous: float | None, current: float) -> float:
+    if previous is None or current < previous:
+        return current
+    return current - previous
+
+
+def increase(previous: Counters | None, current: Counters) -> Counters:
+    """What one server's counters did between two snapshots (a reset counts from zero).
+
+    If any counter went down, the server restarted: the whole current value is the increase.
+    """
+    if previous is not None and (
+        current.requests < previous.requests
+        or current.errors < previous.errors
+        or current.correct < previous.correct
+        or current.incorrect < previous.incorrect
+        or any(current.buckets.get(le, 0.0) < n for le, n in previous.buckets.items())
+    ):
+        previous = None
+    if previous is None:
+        return current
+    return Counters(
+        requests=_increase(previous.requests, current.requests),
+        errors=_increase(previous.errors, current.errors),
+        buckets={le: _increase(previous.buckets.get(le), n) for le, n in current.buckets.items()},
+        correct=_increase(previous.correct, current.correct),
+        incorrect=_increase(previous.incorrect, current.incorrect),
+    )
+
+
+def total(counters: list[Counters]) -> Counters:
+    """The sum of several servers' counters (bucket by bucket)."""
+    buckets: dict[float, float] = {}
+    for item in counters:
+        for le, n in item.buckets.items():
+            buckets[le] = buckets.get(le, 0.0) + n
+    return Counters(
+        requests=sum(c.requests for c in counters),
+        errors=sum(c.errors for c in counters),
+        buckets=buckets,
+        correct=sum(c.correct for c in counters),
+        incorrect=sum(c.incorrect for c in counters),
+    )
+
+
+def difference(previous: Mapping[str, Counters], current: Mapping[str, Counters]) -> Counters:
+    """The increase over an interval of a variant's servers, keyed by server (e.g. Pod name).
+
+    A server seen only now started during the interval: all its counts are new. A server seen
+    only before is gone and contributes nothing (its last counts cannot be known).
+    """
+    return total([increase(previous.get(key), counters) for key, counters in current.items()])
+
+
+def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """The q-quantile from cumulative histogram buckets, as Prometheus' histogram_quantile.
+
+    Linear interpolation inside the bucket holding the rank; the lowest bucket starts at 0; a
+    rank in the +Inf bucket answers the highest finite bound. None without observations.
+    """
+    if not 0 <= q <= 1:
+        raise ValueError(f"quantile {q} is not between 0 and 1")
+    ordered = sorted(buckets.items())
+    if not ordered or not math.isinf(ordered[-1][0]):
+        return None
+    count = ordered[-1][1]
+    if count <= 0:
+        return None
+    rank = q * count
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, cumulative in ordered:
+        if cumulative >= rank:
+            if math.isinf(bound):
+                return lower_bound if len(ordered) > 1 else None
+            in_bucket = cumulative - lower_count
+            if in_bucket <= 0:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / in_bucket
+        lower_bound, lower_count = bound, cumulative
+    return lower_bound
+
+
+@dataclass(frozen=True)
+class VariantMetrics:
+    """A variant's numbers over one analysis interval."""
+
+    requests: float
+    error_rate: float | None = None
+    latency_p99_ms: float | None = None
+    accuracy: float | None = None
+
+    def to_status(self) -> dict[str, Any]:
+        """The status form (the VariantAnalysis API model)."""
+        out: dict[str, Any] = {"requests": round(self.requests, 3)}
+        if self.error_rate is not None:
+            out["errorRate"] = round(self.error_rate, 6)
+        if self.latency_p99_ms is not None:
+            out["latencyP99Ms"] = round(self.latency_p99_ms, 3)
+        if self.accuracy is not None:
+            out["accuracy"] = round(self.accuracy, 6)
+        return out
+
+
+def summarize(counters: Counters) -> VariantMetrics:
+    """Error rate, p99 latency and online accuracy from an interval's increase."""
+    requests = counters.requests
+    error_rate = counters.errors / requests if requests > 0 else None
+    p99 = quantile(0.99, counters.buckets)
+    feedback = counters.correct + counters.incorrect
+    return VariantMetrics(
+        requests=requests,
+        error_rate=error_rate,
+        latency_p99_ms=None if p99 is None else p99 * 1000.0,
+        accuracy=counters.correct / feedback if feedback > 0 else None,
+    )

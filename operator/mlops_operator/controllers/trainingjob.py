@@ -1,0 +1,196 @@
+"""TrainingJob handlers: thin; the work is in builders/, status/, schedule.py and kube.py.
+
+- create/resume: create the Job (deterministic name; 409 means it exists), then sync status;
+- events of the Jobs and Pods the operator labelled: sync the owner's status;
+- a timer on scheduled TrainingJobs: create due runs and trim their history.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+from pydantic import ValidationError
+
+from mlops_operator import kube, metrics, schedule
+from mlops_operator.api import GROUP, VERSION
+from mlops_operator.builders.job import build_job
+from mlops_operator.naming import (
+    LABEL_MANAGED_BY,
+    LABEL_SCHEDULED_BY,
+    LABEL_TRAININGJOB,
+    MANAGER,
+    job_name,
+)
+from mlops_operator.settings import get_settings
+from mlops_operator.status import trainingjob as tjstatus
+from mlops_operator.status.conditions import find
+
+KIND = "TrainingJob"
+RESOURCE = (GROUP, VERSION, "trainingjobs")
+OWNED: dict[str, Any] = {LABEL_TRAININGJOB: kopf.PRESENT, LABEL_MANAGED_BY: MANAGER}
+CLEANUP_REASONS = ("ImagePullFailed", "ContainerConfigError")
+"""Failures the Job would retry forever: its Pods are stopped by deleting it."""
+MAX_CONFLICTS = 5
+
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(namespace: str, name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault((namespace, name), threading.Lock())
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _scheduled(body: Mapping[str, Any]) -> bool:
+    return bool((body.get("spec") or {}).get("schedule"))
+
+
+def _finished(body: Mapping[str, Any]) -> bool:
+    return (body.get("status") or {}).get("phase") in tjstatus.TERMINAL
+
+
+def sync_status(namespace: str, name: str, logger: kopf.Logger) -> None:
+    """Reads the TrainingJob, its Job and Pods; writes the status; posts an Event on change.
+
+    Writes only onto the version it read (409 -> read again), so concurrent syncs from Job
+    and Pod events never put an older observation over a newer one.
+    """
+    with _lock(namespace, name):
+        for _ in range(MAX_CONFLICTS):
+            body = kube.get_trainingjob(namespace, name)
+            if body is None or _scheduled(body) or _finished(body):
+                return
+            job = kube.get_job(namespace, job_name(name))
+            if job is not None and not _owned_by(job, body):
+                job = None
+            pods = _pods_of(namespace, job) if job is not None else []
+            status, event = tjstatus.compute(body, job, pods, _now())
+            if status == (body.get("status") or {}):
+                return
+            try:
+                kube.patch_trainingjob_status(
+                    namespace, name, status, body["metadata"]["resourceVersion"]
+                )
+            except kube.Conflict:
+                continue
+            _announce(body, status, event, logger)
+            if status["phase"] == tjstatus.FAILED and job is not None:
+                reason = find(status["conditions"], "Failed") or {}
+                if reason.get("reason") in CLEANUP_REASONS:
+                    kube.delete_job(namespace, job["metadata"]["name"])
+            return
+        raise kopf.TemporaryError(f"TrainingJob {namespace}/{name} kept changing", delay=1)
+
+
+def _ref(body: Mapping[str, Any]) -> kopf.Body:
+    """What kopf's event posting needs (apiVersion, kind, name, namespace, uid)."""
+    return kopf.Body(cast(kopf.RawBody, dict(body)))
+
+
+def _owned_by(child: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
+    uid = owner["metadata"]["uid"]
+    return any(ref.get("uid") == uid for ref in child["metadata"].get("ownerReferences") or [])
+
+
+def _pods_of(namespace: str, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return kube.list_pods(namespace, f"batch.kubernetes.io/controller-uid={job['metadata']['uid']}")
+
+
+def _announce(
+    body: Mapping[str, Any],
+    status: Mapping[str, Any],
+    event: tjstatus.Event | None,
+    logger: kopf.Logger,
+) -> None:
+    if event is None:
+        return
+    metrics.TRAININGJOB_TRANSITIONS.labels(phase=status["phase"], reason=event.reason).inc()
+    logger.info(f"{status['phase']} ({event.reason}): {event.message}")
+    kopf.event(_ref(body), type=event.type, reason=event.reason, message=event.message[:1000])
+
+
+def _namespace(body: Mapping[str, Any]) -> str:
+    return str(body["metadata"]["namespace"])
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+def start(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """Creates the training Job (once: the name is derived, 409 means it exists)."""
+    if _scheduled(body) or _finished(body):
+        return
+    with metrics.reconciling(KIND):
+        if not (body.get("status") or {}).get("startTime"):
+            _ensure_job(body, logger)
+        sync_status(_namespace(body), body["metadata"]["name"], logger)
+
+
+def _ensure_job(body: kopf.Body, logger: kopf.Logger) -> None:
+    try:
+        manifest = build_job(body, get_settings())
+    except ValidationError as error:
+        message = f"the spec cannot be trained: {error.errors()[0]['msg']}"
+        kopf.warn(_ref(body), reason="InvalidSpec", message=message)
+        raise kopf.PermanentError(message) from error
+    namespace, name = _namespace(body), manifest["metadata"]["name"]
+    created = kube.create_job(namespace, manifest)
+    if created is not None:
+        logger.info(f"created Job {name}")
+        kopf.info(_ref(body), reason="JobCreated", message=f"created Job {name}")
+        return
+    existing = kube.get_job(namespace, name)
+    if existing is not None and not _owned_by(existing, body):
+        raise kopf.TemporaryError(
+            f"Job {name} belongs to an older TrainingJob of this name; "
+            "waiting for the garbage collector to delete it",
+            delay=5,
+        )
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
+def job_event(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """A training Job changed: sync its TrainingJob's status."""
+    with metrics.reconciling(KIND):
+        sync_status(_namespace(body), body["metadata"]["labels"][LABEL_TRAININGJOB], logger)
+
+
+@kopf.on.event("", "v1", "pods", labels=OWNED)
+def pod_event(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """A training Pod changed (started, waiting on an image, terminated): sync the status."""
+    with metrics.reconciling(KIND):
+        sync_status(_namespace(body), body["metadata"]["labels"][LABEL_TRAININGJOB], logger)
+
+
+@kopf.timer(
+    *RESOURCE,
+    interval=get_settings().schedule_interval_seconds,
+    when=lambda spec, **_: bool(spec.get("schedule")),
+)
+def tick(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+    """A scheduled TrainingJob: create the due run, trim the history, show the runs."""
+    namespace, name = _namespace(body), body["metadata"]["name"]
+    with metrics.reconciling(KIND):
+        children = kube.list_trainingjobs(namespace, f"{LABEL_SCHEDULED_BY}={name}")
+        step = schedule.plan(body, children, _now())
+        if step.create is not None:
+            run = step.create["metadata"]["name"]
+            if kube.create_trainingjob(namespace, step.create):
+                metrics.SCHEDULED_RUNS.labels(result="created").inc()
+                logger.info(f"created run {run}")
+                kopf.info(_ref(body), reason="RunCreated", message=f"created run {run}")
+        elif step.skipped and step.skipped != (body.get("status") or {}).get("message"):
+            metrics.SCHEDULED_RUNS.labels(result="skipped").inc()
+            kopf.info(_ref(body), reason="RunWaiting", message=step.skipped)
+        for old in step.delete:
+            kube.delete_trainingjob(namespace, old)
+            kopf.info(_ref(body), reason="RunDeleted", message=f"deleted run {old} (history limit)")
+        if step.status != (body.get("status") or {}):
+            patch.status.update(step.status)

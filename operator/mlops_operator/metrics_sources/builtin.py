@@ -1,0 +1,98 @@
+"""The builtin source: scrape each model server's /metrics and difference the counters."""
+
+from __future__ import annotations
+
+import logging
+import math
+import urllib.request
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlops_operator.canary.metrics import Counters, VariantMetrics, difference, summarize
+
+log = logging.getLogger(__name__)
+REQUESTS = "mlops_requests"
+DURATION = "mlops_request_duration_seconds"
+FEEDBACK = "mlops_feedback"
+
+
+def parse_exposition(text: str) -> Counters:
+    """A model server's cumulative counters from its Prometheus text exposition."""
+    totals = {"requests": 0.0, "errors": 0.0, "correct": 0.0, "incorrect": 0.0}
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{REQUESTS}_total":
+                totals["requests"] += sample.value
+                if sample.labels.get("code", "").startswith("5"):
+                    totals["errors"] += sample.value
+            elif sample.name == f"{DURATION}_bucket":
+                le = sample.labels["le"]
+                bound = math.inf if le == "+Inf" else float(le)
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+            elif sample.name == f"{FEEDBACK}_total":
+                outcome = sample.labels.get("outcome", "")
+                if outcome in ("correct", "incorrect"):
+                    totals[outcome] += sample.value
+    return Counters(buckets=buckets, **totals)
+
+
+def scrape(url: str, timeout: float = 5.0) -> Counters:
+    """GET a model server's /metrics and parse it."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return parse_exposition(response.read().decode())
+
+
+@dataclass(frozen=True)
+class Reading:
+    metrics: dict[str, VariantMetrics | None]
+    """Each variant's numbers over the interval (None: nothing could be read)."""
+    snapshot: dict[str, dict[str, Counters]]
+    """The counters now, to keep in the status for the next interval."""
+
+
+class BuiltinSource:
+    """Scrapes the targets of each variant: {variant: {server key (e.g. Pod name): URL}}."""
+
+    def __init__(self, timeout: float = 5.0, parallel: int = 8) -> None:
+        self.timeout = timeout
+        self.parallel = parallel
+
+    def snapshot(self, targets: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, Counters]]:
+        """The counters of every reachable server now (an unreachable one is left out)."""
+        jobs = [
+            (variant, key, url) for variant, urls in targets.items() for key, url in urls.items()
+        ]
+        out: dict[str, dict[str, Counters]] = {variant: {} for variant in targets}
+
+        def one(job: tuple[str, str, str]) -> tuple[str, str, Counters | None]:
+            variant, key, url = job
+            try:
+                return variant, key, scrape(url, self.timeout)
+            except (OSError, ValueError) as error:
+                log.warning("cannot scrape %s (%s %s): %s", url, variant, key, error)
+                return variant, key, None
+
+        with ThreadPoolExecutor(max(1, min(self.parallel, len(jobs) or 1))) as pool:
+            for variant, key, counters in pool.map(one, jobs):
+                if counters is not None:
+                    out[variant][key] = counters
+        return out
+
+    def read(
+        self,
+        targets: Mapping[str, Mapping[str, str]],
+        previous: Mapping[str, Mapping[str, Counters]],
+    ) -> Reading:
+        """Each variant's metrics since ``previous`` (the snapshot at the interval's start)."""
+        now = self.snapshot(targets)
+        metrics: dict[str, VariantMetrics | None] = {}
+        for variant, current in now.items():
+            if not current:
+                metrics[variant] = None
+                continue
+            metrics[variant] = summarize(difference(previous.get(variant, {}), current))
+        return Reading(metrics=metrics, snapshot=now)

@@ -1,0 +1,84 @@
+"""The kopf operator: configuration, startup and the metrics endpoint (`mlops operator`).
+
+State is kept in annotations, not in the status: kopf's default "smart" storage also writes
+``status.kopf``, which our CRDs' structural schemas would prune (they list every status
+field and do not preserve unknown ones). With annotations the status holds only the API's
+fields, and kopf's progress survives a restart:
+
+- progress of handlers (retries, done): ``mlops.dev/<handler-id>`` annotations;
+- the last handled spec (for diffs): ``mlops.dev/last-handled-configuration``.
+
+The operator runs standalone (one replica; no kopf peering, so no peering CRDs and no RBAC
+for them): the Helm chart's Deployment uses the Recreate strategy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+import mlops_operator.controllers  # noqa: F401  (registers the handlers)
+from mlops_operator import kube, metrics
+from mlops_operator.settings import OperatorSettings, get_settings
+
+ANNOTATION_PREFIX = "mlops.dev"
+FINALIZER = "mlops.dev/finalizer"
+
+_servers: list[Any] = []
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+    """kopf's settings, the API client of the controllers, the metrics server."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.INFO
+    settings.execution.max_workers = 8
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    kube.configure()
+    ours = get_settings()
+    if ours.metrics_port:
+        _servers.append(start_http_server(ours.metrics_port, registry=metrics.REGISTRY))
+        logger.info(f"serving metrics on :{ours.metrics_port}/metrics")
+
+
+@kopf.on.cleanup()
+def stop_metrics(**_: Any) -> None:
+    while _servers:
+        server, thread = _servers.pop()
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+def namespaces_of(settings: OperatorSettings) -> tuple[bool, Collection[str]]:
+    """(clusterwide, namespaces) for kopf: every namespace unless some are named."""
+    return (not settings.namespaces, tuple(settings.namespaces))
+
+
+def liveness_url(port: int) -> str | None:
+    return f"http://0.0.0.0:{port}/healthz" if port else None
+
+
+def run(settings: OperatorSettings) -> None:
+    """Runs the operator until SIGINT/SIGTERM."""
+    clusterwide, namespaces = namespaces_of(settings)
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=clusterwide,
+            namespaces=namespaces,
+            liveness_endpoint=liveness_url(settings.liveness_port),
+        )
+    )

@@ -1,0 +1,99 @@
+"""The operator's settings: environment variables with the MLOPS_ prefix, one field each.
+
+Every field has a description; ``mlops operator --help`` and docs/trainingjob.md list them.
+Lists are comma-separated in the environment (``MLOPS_NAMESPACES=team-a,team-b``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from model_server.store import DEFAULT_PVC_ROOT
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class OperatorSettings(BaseSettings):
+    """What the operator needs to know about its installation (set by the Helm chart)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", frozen=True)
+
+    image: str = Field(
+        "mlops-operator:0.1.0",
+        description="The operator's own image; training Pods run `mlops train` from it.",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="The pull policy of the training Pods' image."
+    )
+    model_store_claim: str = Field(
+        "mlops-models",
+        description="The PersistentVolumeClaim of the default model store (the chart creates it).",
+    )
+    model_store_uri: str = Field(
+        "",
+        description="The default model store for TrainingJobs without spec.output.uri; "
+        "empty means pvc://<model_store_claim>.",
+    )
+    pvc_root: str = Field(
+        DEFAULT_PVC_ROOT,
+        description="Where training Pods mount the claims of pvc:// URIs: <pvc_root>/<claim>.",
+    )
+    namespaces: CommaList = Field(
+        default_factory=list,
+        description="Namespaces to watch, comma-separated; empty means every namespace.",
+    )
+    default_router: Literal["builtin", "gatewayAPI", "istio"] = Field(
+        "builtin", description="The traffic provider of ModelDeployments that name none."
+    )
+    extra_estimators: CommaList = Field(
+        default_factory=list,
+        description="Estimator import paths allowed on top of scikit-learn's, comma-separated "
+        "(passed to training Pods as MLOPS_EXTRA_ESTIMATORS).",
+    )
+    training_service_account: str = Field(
+        "",
+        description="The ServiceAccount of training Pods; empty means the namespace's default. "
+        "Training Pods never mount its token.",
+    )
+    schedule_interval_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often scheduled TrainingJobs are checked for a due run and their "
+        "history trimmed (the cron schedule's resolution is a minute).",
+    )
+    liveness_port: int = Field(
+        8080, ge=0, le=65535, description="The port of the liveness probe (/healthz); 0: none."
+    )
+    metrics_port: int = Field(
+        9090, ge=0, le=65535, description="The port of the Prometheus metrics (/metrics); 0: none."
+    )
+
+    @field_validator("namespaces", "extra_estimators", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def default_store_uri(self) -> str:
+        """The model store of TrainingJobs that name none."""
+        return self.model_store_uri or f"pvc://{self.model_store_claim}"
+
+
+_current: list[OperatorSettings] = []
+
+
+def get_settings() -> OperatorSettings:
+    """The settings of this process: read once from the environment, unless set by use()."""
+    if not _current:
+        _current.append(OperatorSettings())
+    return _current[0]
+
+
+def use(settings: OperatorSettings) -> None:
+    """Makes ``settings`` this process's settings (the CLI's options override the env)."""
+    _current[:] = [settings]

@@ -1,0 +1,1 @@
+"""Status computation: pure functions from observed objects to a resource's status."""

@@ -1,0 +1,215 @@
+"""Real nginx with the rendered configuration: split accuracy, stickiness, override, mirror."""
+
+from __future__ import annotations
+
+import getpass
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from mlops_operator.traffic import VARIANT_HEADER, Split, Sticky
+from mlops_operator.traffic.nginx import HEALTH_PATH, NginxConfig, render
+
+from .backends import Backend, free_port, serving
+
+pytestmark = [
+    pytest.mark.component,
+    pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed"),
+]
+REQUESTS = 5000
+CONNECTIONS = 8
+
+
+class Nginx:
+    def __init__(self, prefix: Path, backends: dict[str, Backend]) -> None:
+        self.prefix = prefix
+        self.backends = backends
+        self.port = free_port()
+        self.conf = prefix / "nginx.conf"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.retries = 0
+
+    def write(self, split: Split) -> None:
+        text = render(
+            NginxConfig(
+                split=split,
+                stable=[self.backends["stable"].address],
+                canary=[self.backends["canary"].address] if split.canary else [],
+                listen=f"127.0.0.1:{self.port}",
+                runtime_dir=str(self.prefix),
+                error_log=str(self.prefix / "error.log"),
+                worker_processes="1",
+                user=getpass.getuser() if os.geteuid() == 0 else None,
+                salt="test/iris",
+            )
+        )
+        self.conf.write_text(text)
+
+    def start(self) -> None:
+        check = subprocess.run(
+            ["nginx", "-t", "-p", str(self.prefix), "-c", str(self.conf)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert check.returncode == 0, check.stderr
+        self.process = subprocess.Popen(
+            ["nginx", "-p", str(self.prefix), "-c", str(self.conf), "-g", "daemon off;"]
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                assert self.get(HEALTH_PATH)[0] == 200
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("nginx did not start: " + (self.prefix / "error.log").read_text())
+
+    def reload(self, split: Split) -> None:
+        assert self.process is not None
+        self.write(split)
+        self.process.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGQUIT)
+            self.process.wait(timeout=10)
+
+    def get(
+        self,
+        path: str = "/v2/models/iris/infer",
+        headers: dict[str, str] | None = None,
+        conn: http.client.HTTPConnection | None = None,
+    ) -> tuple[int, str]:
+        own = conn is None
+        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("POST", path, body=b'{"inputs": []}', headers=headers or {})
+            response = conn.getresponse()
+            response.read()
+            return response.status, response.getheader(VARIANT_HEADER) or ""
+        finally:
+            if own:
+                conn.close()
+
+    def load(self, count: int, headers: list[dict[str, str]] | None = None) -> list[str]:
+        """`count` requests over keep-alive connections; the variant that served each."""
+
+        def worker(index: int) -> list[tuple[int, str]]:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            out = []
+            try:
+                for i in range(index, count, CONNECTIONS):
+                    extra = headers[i] if headers else None
+                    try:
+                        status, variant = self.get(headers=extra, conn=conn)
+                    except ConnectionError:
+                        # An idle keep-alive connection closed by a worker that shuts down
+                        # gracefully: the request was never read, so it is sent again (as
+                        # HTTP clients do on a reused connection).
+                        self.retries += 1
+                        conn.close()
+                        status, variant = self.get(headers=extra, conn=conn)
+                    out.append((i, variant if status == 200 else f"error {status}"))
+            finally:
+                conn.close()
+            return out
+
+        with ThreadPoolExecutor(CONNECTIONS) as pool:
+            results = [item for part in pool.map(worker, range(CONNECTIONS)) for item in part]
+        return [variant for _, variant in sorted(results)]
+
+
+@contextmanager
+def router(tmp_path: Path, split: Split) -> Iterator[Nginx]:
+    with serving("stable", "canary") as backends:
+        nginx = Nginx(tmp_path, backends)
+        nginx.write(split)
+        nginx.start()
+        try:
+            yield nginx
+        finally:
+            nginx.stop()
+
+
+@pytest.mark.parametrize("weight", [10, 50, 90])
+def test_weighted_split_within_two_points(tmp_path: Path, weight: int) -> None:
+    with router(tmp_path, Split(canary_weight=weight, canary=True)) as nginx:
+        served = Counter(nginx.load(REQUESTS))
+    assert set(served) == {"stable", "canary"}, served
+    measured = 100 * served["canary"] / REQUESTS
+    print(f"canary weight {weight}%: measured {measured:.2f}% over {REQUESTS} requests")
+    assert abs(measured - weight) <= 2
+    assert nginx.backends["canary"].received["live"] == served["canary"]
+    assert nginx.backends["stable"].received["live"] == served["stable"]
+
+
+def test_sticky_header_keeps_keys_on_their_variant(tmp_path: Path) -> None:
+    split = Split(canary_weight=30, canary=True, sticky=Sticky("header", "x-user-id"))
+    keys = [f"user-{i}" for i in range(1000)]
+    headers = [{"x-user-id": key} for key in keys for _ in range(3)]
+    with router(tmp_path, split) as nginx:
+        served = nginx.load(len(headers), headers)
+        again = nginx.load(len(keys), [{"x-user-id": key} for key in keys])
+    by_key: dict[str, set[str]] = {}
+    for header, variant in zip(headers, served, strict=True):
+        by_key.setdefault(header["x-user-id"], set()).add(variant)
+    assert all(len(variants) == 1 for variants in by_key.values())
+    assert [by_key[key].pop() for key in keys] == again
+    share = 100 * again.count("canary") / len(keys)
+    print(f"sticky 30%: {share:.1f}% of 1000 keys on the canary")
+    assert abs(share - 30) <= 5
+
+
+def test_sticky_cookie(tmp_path: Path) -> None:
+    split = Split(canary_weight=50, canary=True, sticky=Sticky("cookie", "session"))
+    with router(tmp_path, split) as nginx:
+        for key in ("a", "b", "c", "d", "e"):
+            headers = [{"Cookie": f"other=1; session={key}"}] * 20
+            assert len(set(nginx.load(20, headers))) == 1
+
+
+def test_override_header_forces_a_variant(tmp_path: Path) -> None:
+    with router(tmp_path, Split(canary_weight=10, canary=True)) as nginx:
+        assert set(nginx.load(200, [{"x-mlops-variant": "canary"}] * 200)) == {"canary"}
+        assert set(nginx.load(200, [{"x-mlops-variant": "stable"}] * 200)) == {"stable"}
+
+
+def test_shadow_mirrors_every_request_and_drops_the_answers(tmp_path: Path) -> None:
+    count = 500
+    with router(tmp_path, Split(canary=True, mirror=True)) as nginx:
+        served = nginx.load(count)
+        canary = nginx.backends["canary"]
+        deadline = time.monotonic() + 10
+        while canary.received["mirrored"] < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert set(served) == {"stable"}
+    assert nginx.backends["stable"].received == Counter(live=count)
+    assert canary.received == Counter(mirrored=count)
+    assert set(canary.bodies) == {b'{"inputs": []}'}
+
+
+def test_reload_under_load_drops_nothing(tmp_path: Path) -> None:
+    """The local runner's weight changes: a graceful reload while requests flow."""
+    with (
+        router(tmp_path, Split(canary_weight=10, canary=True)) as nginx,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        running = pool.submit(nginx.load, 3000)
+        for weight in (25, 50, 75):
+            time.sleep(0.3)
+            nginx.reload(Split(canary_weight=weight, canary=True))
+        served = running.result()
+    print(f"reloads under load: {len(served)} answered, {nginx.retries} idle connections retried")
+    assert len(served) == 3000
+    assert not [v for v in served if v not in ("stable", "canary")]

@@ -1,0 +1,153 @@
+"""A real Prometheus scrapes real model servers; the analysis reads the right numbers from it,
+and the builtin scraper agrees."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from mlops_operator.canary import Plan, RolloutState, Thresholds, decide
+from mlops_operator.metrics_sources import BuiltinSource, PrometheusSource
+
+from .backends import free_port
+from .servers import Server, iris_artifacts, model_server, request, send
+
+pytestmark = [
+    pytest.mark.component,
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed"),
+]
+SCRAPE = 1.0
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    root = tmp_path_factory.mktemp("models")
+    artifacts = iris_artifacts(root)
+    with (
+        model_server(*artifacts["good"], "stable", log=root / "stable.log") as stable,
+        model_server(*artifacts["faulty"], "canary", log=root / "canary.log") as canary,
+    ):
+        yield {"stable": stable, "canary": canary}
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    servers: dict[str, Server], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("prometheus")
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": f"{SCRAPE:g}s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {
+                "job_name": "model-servers",
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{s.port}" for s in servers.values()],
+                        "labels": {"namespace": "ml"},
+                    }
+                ],
+            }
+        ],
+    }
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    log = open(root / "prometheus.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if request(port, "GET", "/-/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None, (root / "prometheus.log").read_text()
+            assert time.monotonic() < deadline, "prometheus did not become ready"
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def targets(servers: dict[str, Server]) -> dict[str, dict[str, str]]:
+    return {name: {"pod-0": server.metrics_url} for name, server in servers.items()}
+
+
+def wait_scraped(url: str, expected: float) -> None:
+    """Until Prometheus holds the canary's latest request count (a scrape after the load)."""
+    source = PrometheusSource(url)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = time.time()
+        result = source.query('sum(mlops_requests_total{namespace="ml",variant="canary"})', now)
+        if result and float(result[0]["value"][1]) >= expected:
+            return
+        time.sleep(0.25)
+    raise AssertionError("prometheus did not scrape the latest counts")
+
+
+def test_analysis_reads_error_rates_from_prometheus(
+    servers: dict[str, Server], prometheus: str
+) -> None:
+    stable, canary = servers["stable"], servers["canary"]
+    # Warm-up: every series exists (also the canary's 500s) before the measured interval.
+    send(stable.port, 20)
+    assert send(canary.port, 20, bad_every=5) == {200: 16, 500: 4}
+    wait_scraped(prometheus, 20)
+    time.sleep(2 * SCRAPE)
+    builtin = BuiltinSource()
+    before = builtin.snapshot(targets(servers))
+    since = time.time()
+
+    assert send(stable.port, 400) == {200: 400}
+    assert send(canary.port, 400, bad_every=4) == {200: 300, 500: 100}
+    wait_scraped(prometheus, 420)
+    time.sleep(2 * SCRAPE)
+    at = time.time()
+
+    exact = builtin.read(targets(servers), before).metrics
+    assert exact["stable"] is not None
+    assert exact["canary"] is not None
+    assert exact["stable"].requests == 400
+    assert exact["stable"].error_rate == 0
+    assert exact["canary"].requests == 400
+    assert exact["canary"].error_rate == pytest.approx(0.25)
+    assert exact["canary"].latency_p99_ms is not None
+
+    measured = PrometheusSource(prometheus).read("ml", "iris", ["stable", "canary"], since, at)
+    stable_m, canary_m = measured["stable"], measured["canary"]
+    assert stable_m is not None
+    assert canary_m is not None
+    print(f"prometheus: stable {stable_m}, canary {canary_m}; builtin canary {exact['canary']}")
+    assert stable_m.error_rate == pytest.approx(0.0, abs=1e-9)
+    assert canary_m.error_rate == pytest.approx(0.25, abs=0.02)
+    # increase() extrapolates to the window's edges: the count is close, not exact.
+    assert canary_m.requests == pytest.approx(400, rel=0.35)
+    assert canary_m.latency_p99_ms is not None
+
+    # The analysis acts on it: with failureLimit 1 the canary is rolled back, with the numbers.
+    plan = Plan(
+        steps=(10, 50), interval=1, thresholds=Thresholds(max_error_rate=0.05, failure_limit=1)
+    )
+    state = RolloutState(phase="Progressing", canary="sha256:c", weight=10, since=since)
+    decision = decide(plan, state, "sha256:c", at, canary_m)
+    assert decision.action == "rollback"
+    assert f"error rate {canary_m.error_rate:.4f} > maxErrorRate 0.05" in decision.message
+    healthy = decide(plan, state, "sha256:c", at, stable_m)
+    assert healthy.action == "advance"

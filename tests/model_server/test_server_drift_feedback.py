@@ -1,0 +1,75 @@
+"""Drift (PSI) and feedback (online accuracy) bookkeeping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from model_server.artifact import Metadata, NumericStats
+from model_server.drift import DriftMonitor, psi
+from model_server.errors import InvalidInput, NotFound
+from model_server.feedback import FeedbackStore
+from model_server.model import LoadedModel
+
+
+def test_psi_zero_for_equal_distributions() -> None:
+    share = np.array([0.2, 0.3, 0.5])
+    assert psi(share, share * 1000) == pytest.approx(0.0)
+    assert psi(share, np.array([0.5, 0.3, 0.2])) > 0.25
+
+
+def test_drift_follows_the_served_inputs(iris_model: LoadedModel) -> None:
+    metadata: Metadata = iris_model.metadata
+    monitor = DriftMonitor(metadata, iris_model.feature_names, window=1000)
+    assert monitor.psi() == {}
+    frame, _ = load_iris(return_X_y=True, as_frame=True)
+    rows = frame.sample(2000, replace=True, random_state=0).to_numpy()
+    normal = [rows[:, i].copy() for i in range(4)]  # in distribution: resampled training rows
+    stats = metadata.feature_stats["sepal_length"]
+    assert isinstance(stats, NumericStats)
+    monitor.observe(normal)
+    before = monitor.psi()
+    assert max(before.values()) < 0.25
+    shifted = [c.copy() for c in normal]
+    shifted[0] = shifted[0] + 3 * stats.std
+    for _ in range(5):  # the window forgets the in-distribution rows
+        monitor.observe(shifted)
+    after = monitor.psi()
+    assert after["sepal_length"] > 1.0
+    assert after["sepal_width"] < 0.25
+
+
+def test_feedback_accuracy_and_bounds() -> None:
+    store = FeedbackStore(capacity=2, classification=True)
+    store.remember("a", [0, 1])
+    store.remember("b", [2])
+    store.remember("c", ["x"])  # forgets "a", the oldest
+    assert len(store) == 2
+    with pytest.raises(NotFound, match="'a'"):
+        store.record("a", [0, 1])
+    outcome = store.record("b", ["2"])
+    assert (outcome.correct, outcome.incorrect) == (1, 0)
+    assert store.record("c", ["y"]).incorrect == 1
+    assert store.accuracy() == 0.5
+    with pytest.raises(NotFound):
+        store.record("b", [2])  # each id is accepted once
+
+
+def test_feedback_row_count_must_match() -> None:
+    store = FeedbackStore(capacity=10, classification=True)
+    store.remember("a", [0, 1])
+    with pytest.raises(InvalidInput, match="2 rows"):
+        store.record("a", [0])
+
+
+def test_feedback_regression_error() -> None:
+    store = FeedbackStore(capacity=10, classification=False)
+    store.remember("a", [1.0, 2.0])
+    assert store.record("a", [1.5, 1.0]).absolute_error == pytest.approx(1.5)
+
+
+def test_feedback_rows_are_bounded() -> None:
+    store = FeedbackStore(capacity=1, classification=True)
+    store.remember("big", list(range(17)))  # more than capacity * 16 rows: not remembered
+    assert len(store) == 0

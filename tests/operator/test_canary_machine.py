@@ -1,0 +1,268 @@
+"""The rollout state machine, table-driven, with a fake clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from mlops_operator.api.modeldeployment import ModelDeploymentSpec
+from mlops_operator.canary import Plan, RolloutState, Thresholds, VariantMetrics, decide, evaluate
+from mlops_operator.canary.machine import seconds
+
+pytestmark = pytest.mark.unit
+
+HEALTHY = VariantMetrics(requests=100, error_rate=0.0, latency_p99_ms=20.0)
+ERRORS = VariantMetrics(requests=100, error_rate=0.3, latency_p99_ms=20.0)
+SLOW = VariantMetrics(requests=100, error_rate=0.0, latency_p99_ms=900.0)
+INACCURATE = VariantMetrics(requests=100, error_rate=0.0, latency_p99_ms=20.0, accuracy=0.5)
+QUIET = VariantMetrics(requests=3, error_rate=0.0)
+STRICT = Thresholds(
+    max_error_rate=0.05, max_latency_p99_ms=250, min_accuracy=0.8, min_requests=20, failure_limit=2
+)
+CANARY = Plan(steps=(10, 50), interval=30, thresholds=STRICT)
+
+
+@dataclass
+class FakeClock:
+    now: float = 1_000.0
+
+    def tick(self, by: float) -> float:
+        self.now += by
+        return self.now
+
+
+@dataclass
+class Case:
+    """A rollout driven interval by interval: one observation per tick."""
+
+    plan: Plan
+    observations: list[VariantMetrics | None]
+    actions: list[str]
+    weights: list[int]
+    phase: str
+    canary: str | None = "sha256:new"
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+CASES = {
+    "healthy canary walks the steps and is promoted": Case(
+        CANARY, [HEALTHY, HEALTHY], ["start", "advance", "promote"], [10, 50, 0], "Promoted"
+    ),
+    "error rate over the limit rolls back after failureLimit": Case(
+        CANARY, [ERRORS, ERRORS], ["start", "hold", "rollback"], [10, 10, 0], "RolledBack"
+    ),
+    "slow p99 rolls back": Case(
+        CANARY, [SLOW, SLOW], ["start", "hold", "rollback"], [10, 10, 0], "RolledBack"
+    ),
+    "low online accuracy rolls back": Case(
+        CANARY,
+        [INACCURATE, INACCURATE],
+        ["start", "hold", "rollback"],
+        [10, 10, 0],
+        "RolledBack",
+    ),
+    "a passing analysis resets the failures": Case(
+        CANARY,
+        [ERRORS, HEALTHY, ERRORS, HEALTHY],
+        ["start", "hold", "advance", "hold", "promote"],
+        [10, 10, 50, 50, 0],
+        "Promoted",
+    ),
+    "too few requests hold the step without failing": Case(
+        CANARY,
+        [QUIET, QUIET, QUIET],
+        ["start", "hold", "hold", "hold"],
+        [10, 10, 10, 10],
+        "Progressing",
+    ),
+    "no metrics hold the step": Case(
+        CANARY, [None, HEALTHY], ["start", "hold", "advance"], [10, 10, 50], "Progressing"
+    ),
+    "manual split holds its weight and is never promoted": Case(
+        replace(CANARY, canary_weight=30),
+        [HEALTHY, HEALTHY, HEALTHY],
+        ["start", "hold", "hold", "hold"],
+        [30, 30, 30, 30],
+        "Progressing",
+    ),
+    "manual split still rolls back a failing canary": Case(
+        replace(CANARY, canary_weight=30),
+        [ERRORS, ERRORS],
+        ["start", "hold", "rollback"],
+        [30, 30, 0],
+        "RolledBack",
+    ),
+    "abTest keeps its split and does not roll back": Case(
+        replace(CANARY, strategy="abTest", ab_percent=30),
+        [HEALTHY, ERRORS, ERRORS, ERRORS],
+        ["start", "hold", "hold", "hold", "hold"],
+        [30, 30, 30, 30, 30],
+        "Progressing",
+    ),
+    "abTest promotes when the spec says so": Case(
+        replace(CANARY, strategy="abTest", ab_percent=30, ab_promote=True),
+        [None],
+        ["start", "promote"],
+        [30, 0],
+        "Promoted",
+    ),
+    "shadow gets no live traffic and is never promoted": Case(
+        replace(CANARY, strategy="shadow"),
+        [HEALTHY, HEALTHY, HEALTHY],
+        ["start", "hold", "hold", "hold"],
+        [0, 0, 0, 0],
+        "Progressing",
+    ),
+    "failing shadow is rolled back": Case(
+        replace(CANARY, strategy="shadow"),
+        [ERRORS, ERRORS],
+        ["start", "hold", "rollback"],
+        [0, 0, 0],
+        "RolledBack",
+    ),
+    "pause holds the rollout": Case(
+        replace(CANARY, pause=True),
+        [HEALTHY, HEALTHY],
+        ["start", "wait", "wait"],
+        [10, 10, 10],
+        "Paused",
+    ),
+    "no canary is stable": Case(CANARY, [None], ["done", "done"], [0, 0], "Stable", canary=None),
+    "single failure limit rolls back at once": Case(
+        replace(CANARY, thresholds=replace(STRICT, failure_limit=1)),
+        [ERRORS],
+        ["start", "rollback"],
+        [10, 0],
+        "RolledBack",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_rollout(case: Case) -> None:
+    clock = FakeClock()
+    state = RolloutState()
+    actions, weights = [], []
+    decision = decide(case.plan, state, case.canary, clock.now)
+    actions.append(decision.action)
+    weights.append(decision.state.weight)
+    state = decision.state
+    for observed in case.observations:
+        decision = decide(case.plan, state, case.canary, clock.tick(case.plan.interval), observed)
+        actions.append(decision.action)
+        weights.append(decision.state.weight)
+        state = decision.state
+    assert actions == case.actions
+    assert weights == case.weights
+    assert state.phase == case.phase
+
+
+def test_waits_for_the_interval_and_says_how_long() -> None:
+    clock = FakeClock()
+    state = decide(CANARY, RolloutState(), "sha256:new", clock.now).state
+    early = decide(CANARY, state, "sha256:new", clock.tick(10), HEALTHY)
+    assert early.action == "wait"
+    assert early.requeue == pytest.approx(20)
+    assert early.state == state
+    due = decide(CANARY, state, "sha256:new", clock.tick(20), HEALTHY)
+    assert due.action == "advance"
+    assert due.new_window
+    assert due.state.since == clock.now
+
+
+def test_rollback_message_carries_the_numbers() -> None:
+    clock = FakeClock()
+    plan = replace(CANARY, thresholds=replace(STRICT, failure_limit=1))
+    state = decide(plan, RolloutState(), "sha256:new", clock.now).state
+    decision = decide(plan, state, "sha256:new", clock.tick(30), ERRORS)
+    assert decision.reason == "AnalysisFailed"
+    assert "error rate 0.3000 > maxErrorRate 0.05" in decision.message
+    assert "requests=100" in decision.message
+
+
+def test_a_new_canary_digest_restarts_the_rollout() -> None:
+    clock = FakeClock()
+    over = RolloutState(phase="RolledBack", canary="sha256:old", weight=0, failures=2)
+    assert decide(CANARY, over, "sha256:old", clock.now).action == "done"
+    restarted = decide(CANARY, over, "sha256:new", clock.now)
+    assert restarted.action == "start"
+    assert restarted.state == RolloutState(
+        phase="Progressing", canary="sha256:new", weight=10, since=clock.now
+    )
+
+
+def test_resume_after_pause_starts_a_fresh_window() -> None:
+    clock = FakeClock()
+    paused = RolloutState(phase="Paused", canary="c", step=1, weight=50, since=clock.now)
+    decision = decide(CANARY, paused, "c", clock.tick(500), HEALTHY)
+    assert decision.action == "resume"
+    assert decision.state.since == clock.now
+    assert decision.state.weight == 50
+
+
+def test_restart_resumes_from_the_status_state() -> None:
+    """A state read back from the status carries on exactly where it stopped."""
+    clock = FakeClock()
+    midway = RolloutState(
+        phase="Progressing", canary="c", step=0, weight=10, failures=1, since=clock.now
+    )
+    decision = decide(CANARY, midway, "c", clock.tick(30), ERRORS)
+    assert decision.action == "rollback"
+
+
+def test_edited_steps_are_followed() -> None:
+    state = RolloutState(phase="Progressing", canary="c", step=2, weight=75, since=0)
+    decision = decide(replace(CANARY, steps=(20, 40)), state, "c", 1.0)
+    assert decision.action == "reweight"
+    assert (decision.state.step, decision.state.weight) == (1, 40)
+
+
+def test_canary_removed_goes_back_to_stable() -> None:
+    state = RolloutState(phase="Progressing", canary="c", weight=10, since=0)
+    decision = decide(CANARY, state, None, 1.0)
+    assert decision.action == "stable"
+    assert decision.transition
+    assert decision.state == RolloutState(phase="Stable")
+
+
+@pytest.mark.parametrize(
+    ("metrics", "verdict"),
+    [
+        (VariantMetrics(requests=20, error_rate=0.05), "Passed"),
+        (VariantMetrics(requests=20, error_rate=0.0501), "Failed"),
+        (VariantMetrics(requests=19, error_rate=1.0), "Inconclusive"),
+        (VariantMetrics(requests=50, error_rate=None, latency_p99_ms=None), "Passed"),
+        (VariantMetrics(requests=50, error_rate=0, latency_p99_ms=250.0), "Passed"),
+        (VariantMetrics(requests=50, error_rate=0, latency_p99_ms=250.1), "Failed"),
+        (VariantMetrics(requests=50, error_rate=0, accuracy=0.8), "Passed"),
+        (VariantMetrics(requests=50, error_rate=0, accuracy=0.79), "Failed"),
+    ],
+)
+def test_evaluate_thresholds(metrics: VariantMetrics, verdict: str) -> None:
+    assert evaluate(STRICT, metrics)[0] == verdict
+
+
+def test_plan_from_spec() -> None:
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "stable": {"model": {"trainingJob": "a"}},
+            "canary": {"model": {"trainingJob": "b"}},
+            "traffic": {"steps": [20, 50], "interval": "15s"},
+            "analysis": {"maxErrorRate": 0.01, "maxLatencyP99Ms": 250, "failureLimit": 3},
+        }
+    )
+    plan = Plan.from_spec(spec)
+    assert plan.steps == (20, 50)
+    assert plan.interval == 15
+    assert plan.thresholds == Thresholds(0.01, 250, None, 20, 3)
+    assert Plan.from_spec(
+        spec.model_copy(update={"traffic": spec.traffic.model_copy(update={"steps": None})})
+    ).steps == (10, 25, 50)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("500ms", 0.5), ("30s", 30), ("2m", 120), ("1h", 3600)]
+)
+def test_seconds(text: str, value: float) -> None:
+    assert seconds(text) == value

@@ -1,0 +1,227 @@
+"""TrainingJob status from its Job and Pods: phases, reasons a person can act on, results."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from mlops_operator.api.trainingjob import TrainingJobStatus
+from mlops_operator.status.conditions import find
+from mlops_operator.status.trainingjob import compute, observe, parse_result, score_of
+from tests.operator.trainingjob_fixtures import (
+    RESULT,
+    job,
+    pod,
+    result,
+    terminated,
+    trainingjob,
+    true,
+)
+
+NOW = datetime.datetime(2026, 11, 22, 10, 6, tzinfo=datetime.UTC)
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = find(status["conditions"], type_)
+    assert found is not None
+    return dict(found)
+
+
+def test_before_the_job_exists_it_is_pending() -> None:
+    status, event = compute(trainingjob(), None, [], NOW)
+    assert status["phase"] == "Pending"
+    assert "startTime" not in status
+    assert event is not None
+    assert event.type == "Normal"
+
+
+def test_job_created_sets_start_time_which_freezes_the_spec() -> None:
+    status, _ = compute(trainingjob(), job(), [], NOW)
+    assert status["phase"] == "Pending"
+    assert status["startTime"] == "2026-11-22T10:00:01Z"
+    assert condition(status, "Running")["reason"] == "JobCreated"
+
+
+def test_running_pod_makes_it_running() -> None:
+    status, event = compute(trainingjob(), job(active=1), [pod()], NOW)
+    assert status["phase"] == "Running"
+    assert status["attempts"] == 1
+    running = condition(status, "Running")
+    assert running["status"] == "True"
+    assert running["observedGeneration"] == 1
+    assert condition(status, "Succeeded")["status"] == "False"
+    assert condition(status, "Failed")["status"] == "False"
+    assert event is not None
+    assert event.reason == "Training"
+
+
+def test_success_takes_metrics_score_and_model_from_the_termination_message() -> None:
+    pods = [pod(phase="Succeeded", state=terminated(0, result()))]
+    finished = job([true("Complete")], succeeded=1, completionTime="2026-11-22T10:05:00Z")
+    status, event = compute(trainingjob(), finished, pods, NOW)
+    assert status["phase"] == "Succeeded"
+    assert status["metrics"] == RESULT["metrics"]
+    assert status["model"] == RESULT["model"]
+    assert status["score"] == "accuracy=0.965"
+    assert status["completionTime"] == "2026-11-22T10:05:00Z"
+    assert condition(status, "Succeeded")["status"] == "True"
+    assert condition(status, "Running")["status"] == "False"
+    assert event is not None
+    assert event.reason == "Completed"
+    assert "20261122-100500" in event.message
+
+
+def test_finished_is_final() -> None:
+    body = trainingjob()
+    body["status"] = {"phase": "Succeeded", "model": RESULT["model"]}
+    status, event = compute(body, None, [], NOW)
+    assert status == body["status"]
+    assert event is None
+
+
+def test_unchanged_observation_keeps_transition_times_and_posts_nothing() -> None:
+    body = trainingjob()
+    first, _ = compute(body, job(active=1), [pod()], NOW)
+    body["status"] = first
+    later = NOW + datetime.timedelta(minutes=3)
+    second, event = compute(body, job(active=1), [pod()], later)
+    assert second == first
+    assert event is None
+
+
+def test_quality_gate_failure_carries_the_numbers() -> None:
+    message = result(
+        reason="QualityGateFailed",
+        message="quality gate failed: accuracy 0.81 < min 0.9",
+        metrics={"accuracy": 0.81},
+        model=None,
+    )
+    pods = [pod(phase="Failed", state=terminated(10, message))]
+    failed = job([true("Failed", "PodFailurePolicy", "Container trainer exited with 10")])
+    status, event = compute(trainingjob(), failed, pods, NOW)
+    assert status["phase"] == "Failed"
+    assert condition(status, "Failed")["reason"] == "QualityGateFailed"
+    assert "accuracy 0.81 < min 0.9" in status["message"]
+    assert status["metrics"] == {"accuracy": 0.81}
+    assert "model" not in status
+    assert event is not None
+    assert event.type == "Warning"
+
+
+def test_oom_killed_says_to_raise_the_memory_limit() -> None:
+    pods = [pod(phase="Failed", state=terminated(137, reason="OOMKilled"), memory="256Mi")]
+    failed = job([true("Failed", "BackoffLimitExceeded")])
+    outcome = observe(failed, pods)
+    assert outcome.reason == "OOMKilled"
+    assert "256Mi" in outcome.message
+    assert "spec.resources.limits.memory" in outcome.message
+
+
+def test_deadline_exceeded_names_the_deadline() -> None:
+    failed = job([true("Failed", "DeadlineExceeded", "Job was active longer than deadline")])
+    outcome = observe(failed, [])
+    assert outcome.reason == "DeadlineExceeded"
+    assert "600s" in outcome.message
+
+
+def test_backoff_exhausted_counts_attempts_and_quotes_the_last_error() -> None:
+    pods = [
+        pod("p1", "Failed", created="2026-11-22T10:00:02Z", state=terminated(1, "Traceback a")),
+        pod("p2", "Failed", created="2026-11-22T10:01:02Z", state=terminated(1, "boom: disk")),
+    ]
+    failed = job([true("Failed", "BackoffLimitExceeded")], failed=2)
+    status, _ = compute(trainingjob(), failed, pods, NOW)
+    assert condition(status, "Failed")["reason"] == "BackoffLimitExceeded"
+    assert "failed 2 times" in status["message"]
+    assert "boom: disk" in status["message"]
+    assert status["attempts"] == 2
+
+
+def test_trainer_reason_is_kept_for_non_retryable_errors() -> None:
+    message = '{"reason": "EstimatorNotAllowed", "message": "os.system is not allowed"}'
+    pods = [pod(phase="Failed", state=terminated(7, message))]
+    outcome = observe(job([true("Failed", "PodFailurePolicy")]), pods)
+    assert outcome.reason == "EstimatorNotAllowed"
+    assert "os.system is not allowed" in outcome.message
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff", "InvalidImageName"])
+def test_image_pull_errors_fail_with_what_to_check(reason: str) -> None:
+    waiting = {"waiting": {"reason": reason, "message": "manifest unknown"}}
+    pods = [pod(phase="Pending", state=waiting)]
+    outcome = observe(job(active=1), pods)
+    assert outcome.phase == "Failed"
+    assert outcome.reason == "ImagePullFailed"
+    assert "MLOPS_IMAGE" in outcome.message
+    assert "manifest unknown" in outcome.message
+
+
+def test_missing_secret_fails_with_what_to_check() -> None:
+    waiting = {
+        "waiting": {"reason": "CreateContainerConfigError", "message": 'secret "s3" not found'}
+    }
+    outcome = observe(job(active=1), [pod(phase="Pending", state=waiting)])
+    assert outcome.reason == "ContainerConfigError"
+    assert "spec.output.secretRef" in outcome.message
+
+
+def test_container_creating_is_pending_not_failed() -> None:
+    waiting = {"waiting": {"reason": "ContainerCreating"}}
+    outcome = observe(job(active=1), [pod(phase="Pending", state=waiting)])
+    assert (outcome.phase, outcome.reason) == ("Pending", "ContainerCreating")
+
+
+def test_unschedulable_pod_stays_pending_with_the_scheduler_message() -> None:
+    stuck = pod(phase="Pending")
+    stuck["status"]["conditions"] = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 Insufficient memory.",
+        }
+    ]
+    outcome = observe(job(active=1), [stuck])
+    assert outcome.phase == "Pending"
+    assert "Insufficient memory" in outcome.message
+
+
+def test_completed_without_result_is_a_failure_that_says_so() -> None:
+    pods = [pod(phase="Succeeded", state=terminated(0, "not json"))]
+    outcome = observe(job([true("Complete")]), pods)
+    assert (outcome.phase, outcome.reason) == ("Failed", "ResultMissing")
+
+
+def test_job_deleted_mid_run_fails() -> None:
+    body = trainingjob()
+    body["status"] = {"phase": "Running", "startTime": "2026-11-22T10:00:01Z"}
+    status, _ = compute(body, None, [], NOW)
+    assert condition(status, "Failed")["reason"] == "JobDeleted"
+    assert status["startTime"] == "2026-11-22T10:00:01Z"
+
+
+def test_parse_result_and_score() -> None:
+    assert parse_result("") is None
+    assert parse_result("[1]") is None
+    assert parse_result('{"a": 1}') == {"a": 1}
+    assert score_of({"metrics": {"r2": 0.51234}}) == "r2=0.5123"
+    assert score_of({"score": "f1_macro=0.9"}) == "f1_macro=0.9"
+    assert score_of({}) is None
+
+
+@pytest.mark.parametrize(
+    ("job_body", "pods"),
+    [
+        (None, []),
+        (job(active=1), [pod()]),
+        (job([true("Complete")]), [pod(phase="Succeeded", state=terminated(0, result()))]),
+        (job([true("Failed", "DeadlineExceeded")]), []),
+    ],
+)
+def test_every_status_fits_the_api_model(
+    job_body: dict[str, Any] | None, pods: list[dict[str, Any]]
+) -> None:
+    status, _ = compute(trainingjob(), job_body, pods, NOW)
+    TrainingJobStatus.model_validate(status)

@@ -1,0 +1,210 @@
+"""Loading the training data: a built-in scikit-learn dataset, or a CSV/Parquet file by URI.
+
+URIs go through fsspec: ``file://`` (or a plain path), ``pvc://<claim>/<path>`` (a mounted
+volume, see :mod:`model_server.store`), ``s3://`` (s3fs; ``$MLOPS_S3_ENDPOINT_URL`` for MinIO
+and the like) and ``http(s)://``. The result is a frame with the feature columns in a fixed
+dtype contract, which the model server reproduces: numeric features are ``float64``,
+categorical ones ``object`` holding strings (NaN when missing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+from sklearn import datasets
+
+from mlops_operator.api.trainingjob import Dataset
+from model_server import store
+from trainer.errors import (
+    DataMalformedError,
+    DataUnreadableError,
+    EmptyDatasetError,
+    InvalidSpecError,
+    MissingColumnError,
+)
+
+MAX_CLASSES_FOR_INTEGER_TARGET = 20
+BUILTIN_TASKS = {
+    "iris": "classification",
+    "wine": "classification",
+    "breast_cancer": "classification",
+    "digits": "classification",
+    "diabetes": "regression",
+}
+
+
+@dataclass(frozen=True)
+class Data:
+    """The loaded data: features, target, and what they are."""
+
+    frame: pd.DataFrame
+    """The feature columns, numeric as float64 and categorical as object (strings)."""
+    target: pd.Series
+    target_name: str
+    task: str
+    categorical: list[str]
+    numeric: list[str]
+    digest: str
+    """sha256 of the raw file (or, for a built-in dataset, of its content)."""
+    dropped_rows: int = 0
+    """Rows dropped because their target was missing."""
+
+
+def read_bytes(uri: str) -> bytes:
+    """The content of the file at ``uri``; DataUnreadableError names the URI and the cause."""
+    try:
+        fs, path = store.filesystem(uri)
+        with fs.open(path, "rb") as handle:
+            content: bytes = handle.read()
+    except store.StoreError as error:
+        raise DataUnreadableError(f"dataset {uri}: {error}") from None
+    except FileNotFoundError:
+        raise DataUnreadableError(f"dataset {uri}: no such file") from None
+    except IsADirectoryError:
+        raise DataUnreadableError(f"dataset {uri}: is a directory, not a file") from None
+    except Exception as error:  # network, permissions, credentials: all "cannot read"
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise DataUnreadableError(
+            f"dataset {uri}: cannot read it ({type(error).__name__}{': ' + detail if detail else ''})"
+        ) from None
+    return content
+
+
+def file_format(spec: Dataset) -> str:
+    if spec.format:
+        return spec.format
+    suffixes = PurePosixPath(urlsplit(spec.uri or "").path).suffixes
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        return "parquet"
+    if ".csv" in suffixes or ".txt" in suffixes:
+        return "csv"
+    raise InvalidSpecError(
+        f"dataset {spec.uri}: cannot tell the format from the file name; set dataset.format "
+        "to csv or parquet"
+    )
+
+
+def parse(content: bytes, fmt: str, uri: str) -> pd.DataFrame:
+    """The table in ``content``; DataMalformedError (or EmptyDatasetError) otherwise."""
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(io.BytesIO(content))
+        return pd.read_csv(io.BytesIO(content), compression="infer")
+    except pd.errors.EmptyDataError:
+        raise EmptyDatasetError(f"dataset {uri}: the file is empty") from None
+    except Exception as error:
+        detail = " ".join(str(error).split())[:300]
+        raise DataMalformedError(f"dataset {uri}: not a valid {fmt} file ({detail})") from None
+
+
+def load_builtin(name: str) -> tuple[pd.DataFrame, str]:
+    loader = getattr(datasets, f"load_{name}")
+    bunch = loader(as_frame=True)
+    frame: pd.DataFrame = bunch.frame
+    return frame, "target"
+
+
+def _content_digest(frame: pd.DataFrame) -> str:
+    hasher = hashlib.sha256()
+    hasher.update("\x00".join(map(str, frame.columns)).encode())
+    hasher.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return f"sha256:{hasher.hexdigest()}"
+
+
+def infer_task(target: pd.Series) -> str:
+    """classification for labels (strings, booleans, few integers), regression otherwise."""
+    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+        return "classification"
+    values = target.to_numpy(dtype=float)
+    integral = bool(np.all(np.mod(values, 1) == 0))
+    if integral and target.nunique() <= MAX_CLASSES_FOR_INTEGER_TARGET:
+        return "classification"
+    return "regression"
+
+
+def _as_strings(column: pd.Series) -> pd.Series:
+    values = column.astype(object)
+    return values.where(values.isna(), values.map(str)).where(values.notna(), np.nan)
+
+
+def load(spec: Dataset, categorical_columns: list[str] | None = None) -> Data:
+    """Read, select and type the data the spec names."""
+    if spec.builtin:
+        frame, target = load_builtin(spec.builtin)
+        digest = _content_digest(frame)
+        source = spec.builtin
+        task = spec.task or BUILTIN_TASKS[spec.builtin]
+    else:
+        assert spec.uri is not None and spec.target is not None  # the spec's rules
+        fmt = file_format(spec)
+        content = read_bytes(spec.uri)
+        if not content.strip():
+            raise EmptyDatasetError(f"dataset {spec.uri}: the file is empty")
+        frame = parse(content, fmt, spec.uri)
+        digest = f"sha256:{hashlib.sha256(content).hexdigest()}"
+        target, source, task = spec.target, spec.uri, ""
+    frame.columns = [str(column) for column in frame.columns]
+    target = spec.target or target
+    features = spec.features or [column for column in frame.columns if column != target]
+    wanted = [target, *features, *(categorical_columns or [])]
+    missing = [column for column in dict.fromkeys(wanted) if column not in frame.columns]
+    if missing:
+        available = ", ".join(frame.columns[:30]) + (", ..." if len(frame.columns) > 30 else "")
+        raise MissingColumnError(
+            f"dataset {source}: no column(s) {', '.join(missing)}; it has: {available}"
+        )
+    if target in features:
+        raise InvalidSpecError(f"dataset.features: the target {target!r} cannot be a feature")
+    if not features:
+        raise EmptyDatasetError(f"dataset {source}: no feature columns besides the target")
+    if frame.empty:
+        raise EmptyDatasetError(f"dataset {source}: no rows")
+    labelled = frame[frame[target].notna()]
+    if labelled.empty:
+        raise EmptyDatasetError(f"dataset {source}: no rows with a value in {target!r}")
+    y = labelled[target].reset_index(drop=True)
+    x = labelled[features].reset_index(drop=True)
+    categorical = [
+        column
+        for column in features
+        if column in (categorical_columns or [])
+        or not (pd.api.types.is_numeric_dtype(x[column]) or pd.api.types.is_bool_dtype(x[column]))
+    ]
+    numeric = [column for column in features if column not in categorical]
+    columns: dict[str, Any] = {}
+    for column in features:
+        if column in categorical:
+            columns[column] = _as_strings(x[column])
+        else:
+            columns[column] = x[column].astype("float64")
+    x = pd.DataFrame(columns, columns=features)
+    task = task or spec.task or infer_task(y)
+    if task == "classification":
+        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+            y = _as_strings(y).astype(object)
+        elif np.all(np.mod(y.to_numpy(dtype=float), 1) == 0):
+            y = y.astype("int64")
+    else:
+        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+            raise InvalidSpecError(
+                f"dataset {source}: a regression target must be numeric; {target!r} is "
+                f"{y.dtype}"
+            )
+        y = y.astype("float64")
+    return Data(
+        frame=x,
+        target=y.rename(target),
+        target_name=target,
+        task=task,
+        categorical=categorical,
+        numeric=numeric,
+        digest=digest,
+        dropped_rows=len(frame) - len(labelled),
+    )

@@ -1,0 +1,149 @@
+"""The result of a training run: what the TrainingJob controller reads from the Pod.
+
+`mlops train` writes :class:`TrainingResult` as compact JSON (camelCase keys, at most
+:data:`MAX_BYTES`) to the container's termination-message path, and prints a readable summary
+on stdout. The bound is kept by dropping detail (warnings, the confusion matrix, feature
+importance, ...) in a fixed order, never by cutting the JSON: the document always parses.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from trainer.gate import GateFailure
+
+MAX_BYTES = 4096
+"""The kubelet keeps at most 4096 bytes of a termination message."""
+MESSAGE_LIMIT = 600
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class PublishedModel(_Model):
+    """A published model version: what status.model of the TrainingJob becomes."""
+
+    uri: str
+    """The artifact directory, e.g. pvc://mlops-models/default/iris/20261122-101500-a1b2."""
+    digest: str
+    """sha256:<64 hex> of the artifact (see model_server.artifact.compute_digest)."""
+    version: str
+
+
+class DataSummary(_Model):
+    rows: int
+    duplicates: int
+    max_missing_fraction: float
+    class_balance: dict[str, int] | None = None
+    target_range: dict[str, float] | None = None
+
+
+class TrainingResult(_Model):
+    """The termination message of a training Pod."""
+
+    phase: Literal["Succeeded", "Failed"]
+    """Succeeded when a model was published; Failed otherwise (see reason)."""
+    reason: str
+    """One CamelCase word: Trained, QualityGateFailed, DataUnreadable, DataMalformed,
+    MissingColumn, EmptyDataset, EstimatorNotAllowed, BadParams, InvalidSpec,
+    TrainingFailed, PublishFailed, InternalError."""
+    exit_code: int
+    """The process's exit code (docs/trainer.md has the table)."""
+    message: str
+    """One line for a person: what happened, or what failed and why."""
+    name: str | None = None
+    namespace: str | None = None
+    task: Literal["classification", "regression"] | None = None
+    estimator: str | None = None
+    score: str | None = None
+    """The headline metric, e.g. accuracy=0.967 or r2=0.41."""
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    """Test-set metrics (API names) plus cv_mean and cv_std; null when undefined."""
+    cv_scoring: str | None = None
+    """The scorer of cv_mean/cv_std and of the search."""
+    best_params: dict[str, Any] | None = None
+    """The search's best estimator params (only after a search)."""
+    model: PublishedModel | None = None
+    """The published artifact; absent when nothing was published."""
+    gate_failures: list[GateFailure] = Field(default_factory=list)
+    """Each bound of the quality gate that was missed, with by how much."""
+    data: DataSummary | None = None
+    importance: dict[str, float] | None = None
+    """Permutation importance (mean score drop) of the most important features."""
+    confusion_matrix: dict[str, Any] | None = None
+    """{labels, matrix}: rows are true classes, columns predicted ones."""
+    warnings: list[str] | None = None
+    """Warnings raised while fitting (e.g. ConvergenceWarning), deduplicated."""
+    duration_seconds: float | None = None
+
+    def dump(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+    def to_termination_message(self, limit: int = MAX_BYTES) -> str:
+        """Compact JSON of at most ``limit`` bytes, dropping detail until it fits."""
+        candidate = self.model_copy(deep=True)
+        candidate.metrics = {k: _round(v) for k, v in candidate.metrics.items()}
+        if candidate.importance:
+            candidate.importance = {k: _round(v) for k, v in candidate.importance.items()}
+        if len(candidate.message) > MESSAGE_LIMIT:
+            candidate.message = candidate.message[: MESSAGE_LIMIT - 1] + "…"
+        steps = [
+            lambda r: setattr(r, "warnings", r.warnings[:3] if r.warnings else None),
+            lambda r: setattr(r, "warnings", None),
+            lambda r: setattr(r, "confusion_matrix", None),
+            lambda r: setattr(r, "importance", _top(r.importance, 5)),
+            lambda r: setattr(r, "data", _lean(r.data)),
+            lambda r: setattr(r, "importance", None),
+            lambda r: setattr(r, "best_params", _lean_params(r.best_params)),
+            lambda r: setattr(r, "gate_failures", r.gate_failures[:5]),
+            lambda r: setattr(r, "data", None),
+            lambda r: setattr(r, "best_params", None),
+            lambda r: setattr(r, "message", r.message[:200]),
+        ]
+        text = candidate.dump()
+        for step in steps:
+            if len(text.encode()) <= limit:
+                return text
+            step(candidate)
+            text = candidate.dump()
+        if len(text.encode()) <= limit:
+            return text
+        minimal = TrainingResult(
+            phase=self.phase,
+            reason=self.reason,
+            exit_code=self.exit_code,
+            message=self.message[:200],
+            model=self.model,
+            score=self.score,
+        )
+        return minimal.dump()
+
+
+def _round(value: float | None) -> float | None:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return float(f"{value:.6g}")
+
+
+def _top(importance: dict[str, float] | None, count: int) -> dict[str, float] | None:
+    return dict(list(importance.items())[:count]) if importance else None
+
+
+def _lean(data: DataSummary | None) -> DataSummary | None:
+    if data is None:
+        return None
+    lean = data.model_copy()
+    if lean.class_balance and len(lean.class_balance) > 10:
+        lean.class_balance = None
+    return lean
+
+
+def _lean_params(params: dict[str, Any] | None) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    return {k: v for k, v in params.items() if len(repr(v)) <= 40}

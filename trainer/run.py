@@ -1,0 +1,262 @@
+"""One training run, start to finish: the orchestration behind `mlops train`.
+
+load data -> data report (and the data-quality gate) -> split -> build the pipeline ->
+cross-validate or search, fit -> evaluate on the test set -> feature importance and feature
+statistics -> quality gate -> publish the artifact -> result. Every step is a function of
+its own module; this one only sequences them and turns a failure into a result.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from mlops_operator.api.trainingjob import TrainingJobSpec
+from model_server.artifact import Feature, Metadata
+from trainer import data as data_module
+from trainer import estimators, evaluate, gate, pipeline, publish, report, search
+from trainer.errors import (
+    BadParamsError,
+    EmptyDatasetError,
+    EstimatorNotAllowedError,
+    ExitCode,
+    TrainerError,
+)
+from trainer.progress import Progress
+from trainer.result import DataSummary, PublishedModel, TrainingResult
+
+LIBRARIES = ("scikit-learn", "skops", "numpy", "pandas", "mlops-operator")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to train and where to publish it."""
+
+    spec: TrainingJobSpec
+    name: str
+    namespace: str
+    store: str
+    version: str
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for library in LIBRARIES:
+        try:
+            versions[library] = importlib_metadata.version(library)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def split(
+    data: data_module.Data, test_size: float, seed: int, stratify: bool
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+    n_test = int(-(-len(data.frame) * test_size // 1))
+    if len(data.frame) - n_test < 2 or n_test < 1:
+        raise EmptyDatasetError(
+            f"dataset: {len(data.frame)} rows are too few to hold out a test set "
+            f"of {test_size:g} and still train"
+        )
+    strata = None
+    if stratify and data.task == "classification":
+        counts = data.target.value_counts()
+        if counts.min() < 2:
+            raise BadParamsError(
+                f"split.stratify: class {counts.idxmin()!r} has a single row; stratification "
+                "needs two per class (add data or set split.stratify: false)"
+            )
+        if n_test < len(counts):
+            raise BadParamsError(
+                f"split.testSize: a stratified test set of {n_test} rows cannot hold all "
+                f"{len(counts)} classes; raise split.testSize or set split.stratify: false"
+            )
+        strata = data.target
+    parts = train_test_split(
+        data.frame, data.target, test_size=test_size, random_state=seed, stratify=strata
+    )
+    x_train, x_test, y_train, y_test = parts
+    return x_train, x_test, y_train, y_test
+
+
+def train(request: RunRequest, progress: Progress) -> TrainingResult:
+    """Run the whole training; a TrainingResult either way (failures are results too)."""
+    partial: dict[str, Any] = {}
+    try:
+        return _train(request, progress, partial)
+    except TrainerError as error:
+        return TrainingResult(
+            phase="Failed",
+            reason=error.reason,
+            exit_code=int(error.code),
+            message=error.message,
+            name=request.name,
+            namespace=request.namespace,
+            duration_seconds=round(progress.elapsed(), 3),
+            **partial,
+        )
+
+
+def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> TrainingResult:
+    spec = request.spec
+    seed = spec.split.seed
+    source = spec.dataset.builtin or spec.dataset.uri
+    progress(f"training {request.namespace}/{request.name} version {request.version}")
+
+    cls = estimators.resolve(spec.model.estimator)
+    estimator = estimators.build(cls, spec.model.params, seed)
+    if spec.search:
+        estimators.check_param_names(cls, list(spec.search.params), "search.params")
+        search.check_scoring(spec.search.scoring or "accuracy")
+    partial["estimator"] = spec.model.estimator
+
+    progress(f"loading dataset {source}")
+    data = data_module.load(spec.dataset, spec.preprocessing.categorical_columns)
+    partial["task"] = data.task
+    task_of_estimator = estimators.task_of(cls)
+    if task_of_estimator and task_of_estimator != data.task:
+        raise EstimatorNotAllowedError(
+            f"estimator {spec.model.estimator} is for {task_of_estimator}, but the target "
+            f"{data.target_name!r} makes this {data.task} (set dataset.task to override)"
+        )
+    if data.task == "classification" and data.target.nunique() < 2:
+        raise EmptyDatasetError(
+            f"dataset {source}: the target {data.target_name!r} has a single class"
+        )
+    data_report = report.data_report(data.frame, data.target, data.task)
+    partial["data"] = DataSummary(
+        rows=data_report["rows"],
+        duplicates=data_report["duplicates"],
+        max_missing_fraction=data_report["maxMissingFraction"],
+        class_balance=data_report.get("classBalance"),
+        target_range=data_report.get("targetRange"),
+    )
+    progress(
+        f"{data.task}: {len(data.frame)} rows, {len(data.numeric)} numeric and "
+        f"{len(data.categorical)} categorical features, {data_report['duplicates']} duplicates, "
+        f"max missing {data_report['maxMissingFraction']:.1%}"
+        + (f", {data.dropped_rows} rows without a target dropped" if data.dropped_rows else "")
+    )
+    data_failures = gate.check_data(spec.quality_gate, data_report["missing"])
+    if data_failures:
+        return _gate_failed(request, progress, partial, data_failures)
+
+    x_train, x_test, y_train, y_test = split(
+        data, spec.split.test_size, seed, spec.split.stratify
+    )
+    model = pipeline.build(spec.preprocessing, data.numeric, data.categorical, estimator)
+    how = (
+        f"{spec.search.strategy} search over {spec.search.cv} folds"
+        if spec.search
+        else f"{search.DEFAULT_CV}-fold cross-validation"
+    )
+    progress(f"fitting {cls.__name__} on {len(x_train)} rows ({how})")
+    fitted = search.fit(model, spec.search, data.task, seed, x_train, y_train)
+    for line in fitted.warnings:
+        progress(line, level="warning")
+    if fitted.best_params is not None:
+        progress(f"best of {fitted.candidates} candidates: {fitted.best_params}")
+    partial["best_params"] = fitted.best_params
+    partial["cv_scoring"] = fitted.cv_scoring
+    partial["warnings"] = fitted.warnings or None
+
+    progress(f"evaluating on {len(x_test)} held-out rows")
+    evaluation = evaluate.evaluate(data.task, fitted.pipeline, x_test, y_test)
+    metrics = {**evaluation.metrics, "cv_mean": fitted.cv_mean, "cv_std": fitted.cv_std}
+    score = evaluate.headline(data.task, metrics)
+    partial.update(metrics=metrics, score=score, confusion_matrix=evaluation.confusion_matrix)
+    progress(f"{score} (cv {fitted.cv_scoring} {fitted.cv_mean:.3f} ± {fitted.cv_std:.3f})")
+
+    importance = report.permutation_importance(fitted.pipeline, x_test, y_test, data.task, seed)
+    partial["importance"] = {name: values["mean"] for name, values in importance.items()}
+    stats = report.feature_stats(x_train, data.categorical)
+
+    failures = gate.check_metrics(spec.quality_gate, metrics)
+    if failures:
+        return _gate_failed(request, progress, partial, failures)
+
+    classes = (
+        [evaluate.plain(c) for c in fitted.pipeline.classes_]
+        if data.task == "classification"
+        else None
+    )
+    meta = Metadata(
+        name=request.name,
+        version=request.version,
+        task=data.task,  # type: ignore[arg-type]
+        estimator=spec.model.estimator,
+        target=data.target_name,
+        features=[Feature(name=c, dtype=str(data.frame[c].dtype)) for c in data.frame.columns],
+        classes=classes,
+        metrics=metrics,
+        params=_json_params(fitted.pipeline.named_steps[pipeline.MODEL_STEP].get_params()),
+        bestParams=fitted.best_params,
+        versions=library_versions(),
+        dataDigest=data.digest,
+        featureStats=stats,
+        namespace=request.namespace,
+        confusionMatrix=evaluation.confusion_matrix,
+        cvScoring=fitted.cv_scoring,
+        cvScores=fitted.cv_scores,
+        dataReport=data_report,
+        importance=importance,
+        spec=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+    )
+    model_bytes = publish.serialize(fitted.pipeline)
+    progress(f"publishing to {publish.artifact_uri(request.store, request.namespace, request.name, request.version)}")
+    uri, digest = publish.publish(
+        request.store, request.namespace, request.name, request.version, model_bytes, meta
+    )
+    progress(f"published {digest}")
+    return TrainingResult(
+        phase="Succeeded",
+        reason="Trained",
+        exit_code=int(ExitCode.OK),
+        message=f"{score}; published version {request.version}",
+        name=request.name,
+        namespace=request.namespace,
+        model=PublishedModel(uri=uri, digest=digest, version=request.version),
+        duration_seconds=round(progress.elapsed(), 3),
+        **partial,
+    )
+
+
+def _gate_failed(
+    request: RunRequest,
+    progress: Progress,
+    partial: dict[str, Any],
+    failures: list[gate.GateFailure],
+) -> TrainingResult:
+    message = gate.summary(failures) + "; the model was not published"
+    return TrainingResult(
+        phase="Failed",
+        reason="QualityGateFailed",
+        exit_code=int(ExitCode.QUALITY_GATE_FAILED),
+        message=message,
+        name=request.name,
+        namespace=request.namespace,
+        gate_failures=failures,
+        duration_seconds=round(progress.elapsed(), 3),
+        **partial,
+    )
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Estimator params that are plain JSON values (nested estimators become their repr)."""
+    plain: dict[str, Any] = {}
+    for key, value in sorted(params.items()):
+        value = evaluate.plain(value)
+        if value is None or isinstance(value, str | int | float | bool):
+            plain[key] = value
+        elif isinstance(value, list | tuple) and all(
+            isinstance(item, str | int | float | bool) for item in value
+        ):
+            plain[key] = list(value)
+        else:
+            plain[key] = repr(value)
+    return plain
