@@ -213,3 +213,8 @@ def train(
             log_format=log_format,
         )
     )
+
+
+from mlops_operator.local.cli import local  # noqa: E402
+
+main.add_command(local)

@@ -55,6 +55,7 @@ class LoadGenerator(threading.Thread):
 
     def __init__(
         self,
+        *,
         port: int,
         model: str,
         rows: Rows,

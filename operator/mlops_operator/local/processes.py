@@ -17,11 +17,13 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: receive SIGTERM when the runner dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -38,14 +40,21 @@ class Child:
         return self.process.poll() is None
 
 
+RUNNING: dict[int, Child] = {}
+"""Every child started and not yet stopped, by pid."""
+
+
+def running() -> dict[str, int]:
+    """Name to pid of the children alive now."""
+    return {child.name: pid for pid, child in list(RUNNING.items()) if child.alive()}
+
+
 def mlops_command(*args: str) -> list[str]:
     """The `mlops` CLI of this very installation, whatever is on PATH."""
     return [sys.executable, "-m", "mlops_operator", *args]
 
 
-def start(
-    name: str, command: Sequence[str], log: Path, env: dict[str, str] | None = None
-) -> Child:
+def start(name: str, command: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Child:
     """Start ``command`` in its own process group, output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:
@@ -56,9 +65,12 @@ def start(
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            # Safe with threads: one prctl call on a libc loaded before the fork.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
-    return Child(name, process, log)
+    child = Child(name, process, log)
+    RUNNING[child.pid] = child
+    return child
 
 
 def terminate_group(pid: int, grace: float = 10.0) -> None:
@@ -98,3 +110,4 @@ def stop(child: Child, grace: float = 10.0) -> None:
     terminate_group(child.pid, grace)
     with contextlib.suppress(subprocess.TimeoutExpired):
         child.process.wait(timeout=1)
+    RUNNING.pop(child.pid, None)

@@ -75,7 +75,7 @@ class ModelServer:
 
 
 def start_model_server(
-    home: Home, deployment: str, variant: str, model: str, uri: str, digest: str
+    home: Home, deployment: str, variant: str, *, model: str, uri: str, digest: str
 ) -> ModelServer:
     port = free_port()
     name = f"{deployment}-{variant}-{port}"
