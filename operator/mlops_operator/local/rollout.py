@@ -105,6 +105,9 @@ class LocalRollout:
         self.stable = self._serve("stable", self.stable_model)
         if self.canary_model is not None:
             self.canary = self._serve("canary", self.canary_model)
+        for server in (self.stable, self.canary):
+            if server is not None:
+                server.wait_until_ready()
         self._route()
 
     def _serve(self, variant: str, model: ServedModel) -> ModelServer:
@@ -159,6 +162,7 @@ class LocalRollout:
             assert self.stable is not None
             retired = [self.stable, self.canary]
             self.stable, self.canary = self._serve("stable", self.canary_model), None
+            self.stable.wait_until_ready()
             self.stable_model = self.canary_model
         elif decision.action in ("rollback", "stable") and self.canary is not None:
             retired, self.canary = [self.canary], None

@@ -118,6 +118,13 @@ class Runner:
         self.state["processes"] = running()
         for rollout in self.rollouts:
             self.state["modelDeployments"][rollout.name] = {"status": rollout.status()}
+        for load in self.loads:
+            tally = load.tally
+            self.state["modelDeployments"][load.model]["traffic"] = {
+                "sent": tally.sent,
+                "failed": tally.failed,
+                "byVariant": dict(tally.by_variant),
+            }
         self.home.write_state(self.state)
         if self.live is not None:
             self.live.update(display.render(self.state))

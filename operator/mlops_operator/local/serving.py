@@ -73,6 +73,9 @@ class ModelServer:
     def metrics_url(self) -> str:
         return f"http://{self.address}/metrics"
 
+    def wait_until_ready(self) -> None:
+        wait_until_ready(f"http://{self.address}/v2/health/ready", self.child)
+
 
 def start_model_server(
     home: Home, deployment: str, variant: str, *, model: str, uri: str, digest: str
@@ -85,9 +88,7 @@ def start_model_server(
         *("--variant", variant, "--host", LOOPBACK, "--port", str(port)),
     )
     child = start(name, command, home.logs / f"serve-{name}.log")
-    server = ModelServer(variant, model, uri, digest, port, child)
-    wait_until_ready(f"http://{server.address}/v2/health/ready", child)
-    return server
+    return ModelServer(variant, model, uri, digest, port, child)
 
 
 def nginx_binary() -> str:
