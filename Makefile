@@ -1,13 +1,14 @@
 # The commands the README names; CI runs `make test`.
-.PHONY: setup quickstart test lint typecheck unit bench crds
+.PHONY: setup quickstart test lint typecheck control-plane bench crds
 
 VENV := .venv/bin
 
 setup:
 	hack/setup.sh
 
+# Train two models, serve them behind nginx and canary the second one: on this machine.
 quickstart: setup
-	$(VENV)/mlops crds
+	$(VENV)/mlops local up -f examples/quickstart --traffic 20
 
 lint: setup
 	$(VENV)/ruff check .
@@ -16,11 +17,16 @@ lint: setup
 typecheck: setup
 	$(VENV)/mypy
 
-test: lint typecheck
+# etcd, kube-apiserver, ... built from Go modules once per machine (docs/testing-cluster.md).
+control-plane:
+	hack/k8s/build.sh >/dev/null
+
+test: lint typecheck control-plane
 	$(VENV)/pytest
 
+# Regenerate everything derived from the API models: crds/, the chart's copy, docs/api.md, ...
 crds: setup
-	$(VENV)/mlops crds --output-dir crds
+	hack/sync-generated.sh
 
 bench: setup
 	$(VENV)/python -m benchmarks

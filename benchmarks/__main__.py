@@ -1,5 +1,10 @@
-"""`python -m benchmarks` (make bench): the serving benchmark."""
+"""`python -m benchmarks` (make bench): training overhead, then serving throughput and latency."""
 
-from benchmarks.serving import main
+import sys
 
-main()
+from benchmarks import serving, training
+
+argv = sys.argv
+sys.argv = [argv[0]]
+training.main()
+serving.main()

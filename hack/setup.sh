@@ -32,4 +32,4 @@ if [ ${#need[@]} -gt 0 ]; then
     exit 1
   fi
 fi
-hack/k8s/build.sh >/dev/null  # the test control plane for tests/cluster (docs/testing-cluster.md)
+

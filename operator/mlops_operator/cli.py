@@ -176,6 +176,8 @@ def train(  # noqa: PLR0917 (click passes every option)
     )
 
 
+from mlops_operator.local.cli import local  # noqa: E402
 from model_server.cli import serve  # noqa: E402
 
+main.add_command(local)
 main.add_command(serve)

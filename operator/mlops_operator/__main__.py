@@ -1,0 +1,3 @@
+from mlops_operator.cli import main
+
+main()

@@ -1,0 +1,136 @@
+"""`mlops local`: run TrainingJob and ModelDeployment manifests on this machine."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from mlops_operator.local import display
+from mlops_operator.local.home import Home, default_home
+from mlops_operator.local.processes import pid_alive, terminate_group
+from mlops_operator.local.runner import LocalError, Runner
+from mlops_operator.manifests import ManifestError
+
+home_option = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="State, logs and the model store [default: $MLOPS_LOCAL_HOME or ~/.local/state/mlops].",
+)
+
+
+def _home(path: Path | None) -> Home:
+    return Home((path or default_home()).resolve())
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def local() -> None:
+    """Run the same manifests on this machine: no cluster needed."""
+
+
+@local.command()
+@click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A manifest file or a directory of them; repeatable.",
+)
+@click.option(
+    "--traffic",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Send this many requests a second of the training data (with feedback).",
+)
+@click.option("--watch", is_flag=True, help="Keep serving after the rollout ends (Ctrl-C stops).")
+@home_option
+def up(paths: tuple[Path, ...], traffic: float, watch: bool, home: Path | None) -> None:
+    """Train the TrainingJobs, serve the ModelDeployments and roll their canaries out.
+
+    Exits when every rollout has ended: 0 when promoted or stable, 2 when rolled back,
+    1 on an error.
+    """
+    try:
+        code = Runner(_home(home), paths, traffic=traffic, watch=watch).up()
+    except (ManifestError, LocalError) as error:
+        _fail(str(error))
+    sys.exit(code)
+
+
+@local.command()
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@home_option
+def status(output: str, home: Path | None) -> None:
+    """Show what `mlops local up` is doing, or did last."""
+    where = _home(home)
+    state = where.read_state()
+    if state is None:
+        _fail(f"nothing has run with home {where.root}")
+        return
+    state["running"] = bool(state.get("pid")) and pid_alive(state["pid"])
+    if output == "json":
+        click.echo(json.dumps(state, indent=2, sort_keys=True))
+        return
+    console = Console()
+    console.print(display.render(state))
+    console.print(
+        "running" if state["running"] else f"not running (stopped {state.get('stopped')})"
+    )
+
+
+@local.command()
+@click.argument("name", required=False)
+@click.option("-n", "--lines", type=int, default=40, help="How many of the last lines.")
+@home_option
+def logs(name: str | None, lines: int, home: Path | None) -> None:
+    """Print the logs of a process (train-*, serve-*, router-*), or list them."""
+    directory = _home(home).logs
+    files = sorted(directory.glob("*.log")) if directory.exists() else []
+    if name is None:
+        for path in files:
+            click.echo(path.stem)
+        return
+    matches = [path for path in files if path.stem == name or path.stem.startswith(name)]
+    if not matches:
+        _fail(f"no log named {name!r}; `mlops local logs` lists them")
+    for path in matches:
+        click.echo(f"==> {path.stem} <==")
+        click.echo("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+
+
+@local.command()
+@click.option("--timeout", type=float, default=30.0, help="Seconds to wait for a clean stop.")
+@home_option
+def down(timeout: float, home: Path | None) -> None:
+    """Stop `mlops local up` and every process it started."""
+    where = _home(home)
+    state = where.read_state() or {}
+    pid = state.get("pid")
+    if pid and pid_alive(pid):
+        signal_and_wait(pid, timeout)
+    leftovers = {name: p for name, p in (state.get("processes") or {}).items() if pid_alive(p)}
+    for child in leftovers.values():
+        terminate_group(child, grace=5)
+    click.echo(f"stopped ({len(leftovers)} leftover processes)" if leftovers else "stopped")
+
+
+def signal_and_wait(pid: int, timeout: float) -> None:
+    import os
+
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)

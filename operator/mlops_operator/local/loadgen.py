@@ -1,0 +1,120 @@
+"""A built-in load generator: rows of the training data sent through the router, each answer
+followed by its ground truth as feedback, so the variants' online accuracy shows."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops_operator.traffic.split import OVERRIDE_HEADER, VARIANT_HEADER
+
+USERS = 500
+"""Distinct sticky keys sent for an A/B test."""
+
+
+@dataclass
+class Rows:
+    """Requests ready to send: one OIP v2 body per row, with the row's true target."""
+
+    bodies: list[bytes]
+    truths: list[Any]
+
+    @classmethod
+    def from_frame(cls, frame: Any, target: Any) -> Rows:
+        bodies, truths = [], []
+        for (_, row), truth in zip(frame.iterrows(), target, strict=True):
+            if any(isinstance(v, float) and math.isnan(v) for v in row.to_numpy()):
+                continue
+            bodies.append(json.dumps({"inputs": [_tensor(k, v) for k, v in row.items()]}).encode())
+            truths.append(truth.item() if hasattr(truth, "item") else truth)
+        return cls(bodies, truths)
+
+
+def _tensor(name: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"name": name, "shape": [1], "datatype": "BYTES", "data": [value]}
+    return {"name": name, "shape": [1], "datatype": "FP64", "data": [float(value)]}
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    failed: int = 0
+    by_variant: Counter[str] = field(default_factory=Counter)
+
+
+class LoadGenerator(threading.Thread):
+    """Sends ``rps`` requests a second to ``/v2/models/<model>/infer`` until stopped."""
+
+    def __init__(
+        self,
+        *,
+        port: int,
+        model: str,
+        rows: Rows,
+        rps: float,
+        sticky_header: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(name=f"load-{model}", daemon=True)
+        self.port, self.model, self.rows, self.rps = port, model, rows, rps
+        self.sticky_header = sticky_header
+        self.random = random.Random(seed)
+        self.tally = Tally()
+        self.halt = threading.Event()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        period = 1.0 / self.rps
+        next_at = time.monotonic()
+        while not self.halt.is_set():
+            try:
+                self._one(connection)
+            except (OSError, http.client.HTTPException):
+                self.tally.failed += 1
+                connection.close()
+            next_at += period
+            self.halt.wait(max(0.0, next_at - time.monotonic()))
+
+    def _one(self, connection: http.client.HTTPConnection) -> None:
+        index = self.random.randrange(len(self.rows.bodies))
+        headers = {"Content-Type": "application/json"}
+        if self.sticky_header:
+            headers[self.sticky_header] = f"user-{self.random.randrange(USERS)}"
+        path = f"/v2/models/{self.model}"
+        response, answer = _post(connection, f"{path}/infer", self.rows.bodies[index], headers)
+        variant = response.getheader(VARIANT_HEADER, "unknown")
+        self.tally.sent += 1
+        self.tally.by_variant[variant] += 1
+        if response.status != 200:
+            self.tally.failed += 1
+            return
+        feedback = {"id": json.loads(answer)["id"], "truth": [self.rows.truths[index]]}
+        headers = {"Content-Type": "application/json", OVERRIDE_HEADER: variant}
+        _post(connection, f"{path}/feedback", json.dumps(feedback).encode(), headers)
+
+
+def _post(
+    connection: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """POST on a keep-alive connection; once more on a new one if the server had closed it
+    (nginx closes idle connections when it reloads), as HTTP clients do."""
+    try:
+        connection.request("POST", path, body, headers)
+        response = connection.getresponse()
+    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        connection.close()
+        connection.request("POST", path, body, headers)
+        response = connection.getresponse()
+    return response, response.read()

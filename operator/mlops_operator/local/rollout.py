@@ -1,0 +1,234 @@
+"""One ModelDeployment on this machine: its model servers, its router, and its rollout driven
+by the operator's state machine from the servers' real metrics."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from mlops_operator.api import ModelDeployment
+from mlops_operator.api.common import ModelRef
+from mlops_operator.builders.modeldeployment import split_for
+from mlops_operator.builders.serving import ServedModel
+from mlops_operator.canary import Decision, Plan, RolloutState, VariantMetrics, decide
+from mlops_operator.canary.metrics import Counters
+from mlops_operator.canary.resolve import Waiting, resolve
+from mlops_operator.canary.status import rfc3339
+from mlops_operator.local.home import Home
+from mlops_operator.local.processes import stop
+from mlops_operator.local.serving import ModelServer, Router, start_model_server
+from mlops_operator.metrics_sources.builtin import BuiltinSource
+from mlops_operator.status.conditions import condition
+from mlops_operator.traffic.split import Split
+
+FINAL_PHASES = ("Promoted", "RolledBack")
+
+
+def traffic_split(deployment: ModelDeployment, state: RolloutState, canary: bool) -> Split:
+    """How the router splits requests for this rollout state (as the operator's router)."""
+    live = canary and state.phase in ("Progressing", "Paused")
+    return split_for(deployment.spec, live, state.weight)
+
+
+def resolve_local(
+    ref: ModelRef, trainingjobs: Mapping[str, Mapping[str, Any]]
+) -> ServedModel | Waiting:
+    """A model reference against the TrainingJobs trained in this run."""
+    selected: Iterable[Mapping[str, Any]] = ()
+    if ref.selector is not None:
+        wanted = ref.selector.match_labels.items()
+        selected = [
+            body
+            for body in trainingjobs.values()
+            if wanted <= body["metadata"].get("labels", {}).items()
+        ]
+    named = trainingjobs.get(ref.training_job or "")
+    return resolve(ref, named, selected)
+
+
+class LocalRollout:
+    """The servers, router and rollout state of one ModelDeployment."""
+
+    def __init__(
+        self,
+        home: Home,
+        deployment: ModelDeployment,
+        trainingjobs: Mapping[str, Mapping[str, Any]],
+        router_port: int,
+        log: Callable[[str], None],
+    ) -> None:
+        self.home = home
+        self.deployment = deployment
+        self.name = deployment.metadata.name
+        self.plan = Plan.from_spec(deployment.spec)
+        self.log = log
+        self.router = Router(home, self.name, router_port)
+        self.source = BuiltinSource(timeout=2.0)
+        self.state = RolloutState()
+        self.snapshot: dict[str, dict[str, Counters]] = {}
+        self.stable: ModelServer | None = None
+        self.canary: ModelServer | None = None
+        self.last: Decision | None = None
+        self.observed: dict[str, VariantMetrics | None] = {}
+        self.stable_model = self._model("stable", deployment.spec.stable.model, trainingjobs)
+        canary = deployment.spec.canary
+        self.canary_model = self._model("canary", canary.model, trainingjobs) if canary else None
+
+    def _model(
+        self, variant: str, ref: ModelRef, trainingjobs: Mapping[str, Mapping[str, Any]]
+    ) -> ServedModel | None:
+        found = resolve_local(ref, trainingjobs)
+        if isinstance(found, Waiting):
+            self.log(f"{self.name}: the {variant} model is not available: {found.message}")
+            return None
+        return found
+
+    @property
+    def finished(self) -> bool:
+        return self.state.phase in FINAL_PHASES or (
+            self.canary_model is None and self.state.phase == "Stable"
+        )
+
+    def start(self) -> None:
+        if self.stable_model is None:
+            raise RuntimeError(f"{self.name}: no stable model to serve")
+        self.stable = self._serve("stable", self.stable_model)
+        if self.canary_model is not None:
+            self.canary = self._serve("canary", self.canary_model)
+        for server in (self.stable, self.canary):
+            if server is not None:
+                server.wait_until_ready()
+        self._route()
+
+    def _serve(self, variant: str, model: ServedModel) -> ModelServer:
+        self.log(f"{self.name}: starting the {variant} model server ({model.name})")
+        return start_model_server(
+            self.home,
+            self.name,
+            variant,
+            model=model.name or model.uri,
+            uri=model.uri,
+            digest=model.digest,
+        )
+
+    def _route(self) -> None:
+        assert self.stable is not None
+        split = traffic_split(self.deployment, self.state, self.canary is not None)
+        self.router.configure(split, self.stable, self.canary)
+
+    def _targets(self) -> dict[str, dict[str, str]]:
+        servers = {"stable": self.stable, "canary": self.canary}
+        return {v: {s.address: s.metrics_url} for v, s in servers.items() if s is not None}
+
+    def tick(self, now: float | None = None) -> Decision:
+        """One turn of the rollout: measure when an analysis is due, decide, act."""
+        now = time.time() if now is None else now
+        canary_id = self.canary_model.digest if self.canary_model else None
+        due = (
+            self.state.phase == "Progressing"
+            and self.state.since is not None
+            and now >= self.state.since + self.plan.interval
+        )
+        reading = self.source.read(self._targets(), self.snapshot) if due else None
+        if reading is not None:
+            self.observed = reading.metrics
+        observed = reading.metrics.get("canary") if reading else None
+        decision = decide(self.plan, self.state, canary_id, now, observed)
+        if decision.new_window:
+            self.snapshot = reading.snapshot if reading else self.source.snapshot(self._targets())
+        self._act(decision)
+        self.state = decision.state
+        self.last = decision
+        if decision.transition or decision.verdict:
+            self.log(f"{self.name}: {decision.reason}: {decision.message}")
+        self._route()
+        return decision
+
+    def _act(self, decision: Decision) -> None:
+        """Promotion: a new stable server with the canary's model takes all traffic; the old
+        servers go. Rollback: the canary goes."""
+        if decision.action == "promote" and self.canary is not None:
+            assert self.canary_model is not None
+            assert self.stable is not None
+            retired = [self.stable, self.canary]
+            self.stable, self.canary = self._serve("stable", self.canary_model), None
+            self.stable.wait_until_ready()
+            self.stable_model = self.canary_model
+        elif decision.action in ("rollback", "stable") and self.canary is not None:
+            retired, self.canary = [self.canary], None
+        else:
+            return
+        self.state = decision.state
+        self._route()
+        for server in retired:
+            stop(server.child)
+
+    def stop(self) -> None:
+        for server in (self.canary, self.stable):
+            if server is not None:
+                stop(server.child)
+        if self.router.child is not None:
+            stop(self.router.child)
+
+    def status(self) -> dict[str, Any]:
+        """The ModelDeployment status, as the operator would write it."""
+        state, canary_live = self.state, self.canary is not None
+        weight = state.weight if canary_live and self.deployment.spec.strategy != "shadow" else 0
+        status: dict[str, Any] = {
+            "phase": state.phase,
+            "canaryWeight": weight,
+            "url": f"{self.router.url}/v2/models/{self.name}",
+            "conditions": conditions(
+                state, self.stable is not None, self.last.message if self.last else ""
+            ),
+        }
+        if self.stable is not None:
+            status["stable"] = _variant(self.stable, 100 - weight)
+        if self.canary is not None:
+            status["canary"] = _variant(self.canary, weight)
+        if self.last is not None:
+            status["message"] = self.last.message
+            analysis: dict[str, Any] = {
+                "step": state.step,
+                "failures": state.failures,
+                "verdict": self.last.verdict,
+                "message": self.last.message,
+            }
+            if state.since is not None:
+                analysis["time"] = rfc3339(state.since)
+            for variant, metrics in self.observed.items():
+                if metrics is not None:
+                    analysis[variant] = metrics.to_status()
+            status["analysis"] = {k: v for k, v in analysis.items() if v is not None}
+        return {k: v for k, v in status.items() if v is not None}
+
+
+def _variant(server: ModelServer, weight: int) -> dict[str, Any]:
+    return {
+        "model": server.model,
+        "uri": server.uri,
+        "digest": server.digest,
+        "replicas": 1,
+        "readyReplicas": 1 if server.child.alive() else 0,
+        "weight": weight,
+    }
+
+
+def conditions(state: RolloutState, serving: bool, message: str) -> list[dict[str, Any]]:
+    phase = state.phase or "Pending"
+    now = datetime.datetime.now(datetime.UTC)
+
+    def one(kind: str, true: bool, reason: str) -> dict[str, Any]:
+        return condition(
+            kind, true, reason=reason, message=message, generation=None, previous=None, now=now
+        )
+
+    return [
+        one("Ready", serving, "Serving" if serving else "ModelServersNotReady"),
+        one("Progressing", phase in ("Progressing", "Paused"), phase),
+        one(
+            "Degraded", phase == "RolledBack", "AnalysisFailed" if phase == "RolledBack" else phase
+        ),
+    ]

@@ -1,0 +1,160 @@
+"""`mlops local` end to end: the examples through the CLI, real training, real model servers,
+real nginx, the operator's state machine on real metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_operator.local.processes import pid_alive
+from tests.corpus import EXAMPLES
+
+pytestmark = pytest.mark.component
+
+
+def mlops(*args: str, home: Path) -> list[str]:
+    return [sys.executable, "-m", "mlops_operator", "local", *args, "--home", str(home)]
+
+
+def status(home: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        mlops("status", "-o", "json", home=home), capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def run_watching(home: Path, *args: str, timeout: float = 400) -> tuple[int, set[int], list[str]]:
+    """Run `mlops local up`, polling `status` from this (second) process while it works.
+
+    Returns the exit code, every child pid status reported, and the phases it saw."""
+    up = subprocess.Popen(
+        mlops("up", *args, home=home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    pids: set[int] = set()
+    phases: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while up.poll() is None and time.monotonic() < deadline:
+            if (home / "state.json").exists():
+                seen = status(home)
+                if seen["running"]:
+                    pids |= set(seen["processes"].values())
+                    for deployment in seen["modelDeployments"].values():
+                        phase = deployment["status"].get("phase")
+                        if phase and (not phases or phases[-1] != phase):
+                            phases.append(phase)
+            time.sleep(1)
+        output = up.communicate(timeout=max(1, deadline - time.monotonic()))[0]
+    finally:
+        if up.poll() is None:
+            up.kill()
+    print(output.decode())
+    return up.returncode, pids, phases
+
+
+def assert_all_gone(pids: set[int]) -> None:
+    assert pids, "status never reported a child process"
+    alive = [pid for pid in pids if pid_alive(pid)]
+    assert alive == [], f"child processes outlived the run: {alive}"
+
+
+def test_quickstart_promotes_with_traffic_on_both_variants(tmp_path: Path) -> None:
+    code, pids, phases = run_watching(
+        tmp_path, "-f", str(EXAMPLES / "quickstart"), "--traffic", "20"
+    )
+    assert code == 0
+    final = status(tmp_path)
+    assert final["running"] is False
+    jobs = final["trainingJobs"]
+    assert {jobs[name]["phase"] for name in ("cancer-v1", "cancer-v2")} == {"Succeeded"}
+    deployment = final["modelDeployments"]["cancer"]
+    assert deployment["status"]["phase"] == "Promoted"
+    assert "Progressing" in phases, "a second process saw the rollout under way"
+    assert deployment["status"]["stable"]["model"] == "cancer-v2"
+    served = deployment["traffic"]["byVariant"]
+    assert served.get("stable", 0) > 0
+    assert served.get("canary", 0) > 0
+    assert deployment["traffic"]["failed"] == 0
+    assert_all_gone(pids)
+
+
+def test_bad_model_is_rolled_back_with_the_reason(tmp_path: Path) -> None:
+    code, pids, _ = run_watching(tmp_path, "-f", str(EXAMPLES / "rollback"), "--traffic", "20")
+    assert code == 2
+    status_now = status(tmp_path)["modelDeployments"]["wine"]["status"]
+    assert status_now["phase"] == "RolledBack"
+    assert status_now["canaryWeight"] == 0
+    assert "canary" not in status_now
+    assert "accuracy" in status_now["message"]
+    assert "minAccuracy 0.8" in status_now["message"] or "< 0.8" in status_now["message"]
+    degraded = [c for c in status_now["conditions"] if c["type"] == "Degraded"]
+    assert degraded[0]["status"] == "True"
+    assert_all_gone(pids)
+
+
+STABLE_ONLY = """
+apiVersion: mlops.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: iris}
+spec:
+  dataset: {builtin: iris}
+  model: {estimator: sklearn.tree.DecisionTreeClassifier, params: {max_depth: 3}}
+---
+apiVersion: mlops.dev/v1alpha1
+kind: ModelDeployment
+metadata: {name: iris}
+spec:
+  stable: {model: {trainingJob: iris}}
+"""
+
+
+def test_down_from_another_terminal_stops_a_watching_run(tmp_path: Path) -> None:
+    manifest = tmp_path / "iris.yaml"
+    manifest.write_text(STABLE_ONLY)
+    home = tmp_path / "home"
+    up = subprocess.Popen(mlops("up", "-f", str(manifest), "--watch", home=home))
+    try:
+        deadline = time.monotonic() + 180
+        seen: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            if (home / "state.json").exists():
+                seen = status(home)
+                if seen["modelDeployments"].get("iris", {}).get("status", {}).get("phase"):
+                    break
+            time.sleep(0.5)
+        assert seen["modelDeployments"]["iris"]["status"]["phase"] == "Stable"
+        pids = set(seen["processes"].values())
+        assert len(pids) == 2  # the model server and nginx
+        down = subprocess.run(mlops("down", home=home), capture_output=True, text=True, check=False)
+        assert down.returncode == 0
+        assert up.wait(timeout=30) == 0
+        assert_all_gone(pids)
+    finally:
+        if up.poll() is None:
+            up.kill()
+
+
+def test_up_with_an_invalid_manifest_fails_with_one_line(tmp_path: Path) -> None:
+    bad = Path(__file__).parents[1] / "data" / "invalid" / "05-weight-and-steps.yaml"
+    result = subprocess.run(
+        mlops("up", "-f", str(bad), home=tmp_path), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "set canaryWeight (a manual split) or steps" in result.stderr
+
+
+def test_status_without_a_run_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        mlops("status", home=tmp_path), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert "nothing has run" in result.stderr
+    assert os.listdir(tmp_path) == []
