@@ -132,6 +132,12 @@ class OperatorProcess:
         )
 
 
+def rbac_refusals(logs: str) -> list[str]:
+    """The log lines where RBAC refused the operator something (not, say, a namespace
+    being deleted)."""
+    return [line for line in logs.splitlines() if "is forbidden: User" in line]
+
+
 def model_store(cluster: Cluster, namespace: str, claim: str = "mlops-models") -> None:
     """The default model store's claim in ``namespace``, bound to a hostPath volume of its own
     (as the chart's claim would be bound by a provisioner), so training Pods can be scheduled."""

@@ -30,7 +30,13 @@ from kubernetes.client.exceptions import ApiException
 from tests.component.servers import Server, iris_artifacts, model_server, send
 
 from .harness import Cluster, wait_for
-from .operator_runner import OperatorProcess, install_crds, install_rbac, model_store
+from .operator_runner import (
+    OperatorProcess,
+    install_crds,
+    install_rbac,
+    model_store,
+    rbac_refusals,
+)
 
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "modeldeployments"
 NAMESPACE = "mdep-e2e"
@@ -122,7 +128,7 @@ def operator(cluster: Cluster, servers: dict[str, Any]) -> Iterator[OperatorProc
     yield runner
     runner.stop()
     logs = runner.logs()
-    assert "Forbidden" not in logs, "the operator was refused something it needs"
+    assert rbac_refusals(logs) == [], "the operator was refused something it needs"
     (cluster.workdir / "modeldeployment-timings.json").write_text(json.dumps(TIMINGS, indent=1))
     print(f"\nModelDeployment timings: {json.dumps(TIMINGS)}")
 

@@ -17,7 +17,14 @@ from mlops_operator.builders.job import build_job
 from mlops_operator.settings import OperatorSettings
 
 from .harness import Cluster, wait_for
-from .operator_runner import IMAGE, OperatorProcess, install_crds, install_rbac, model_store
+from .operator_runner import (
+    IMAGE,
+    OperatorProcess,
+    install_crds,
+    install_rbac,
+    model_store,
+    rbac_refusals,
+)
 
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "trainingjobs"
 LABEL = "mlops.dev/trainingjob"
@@ -48,9 +55,7 @@ def operator(cluster: Cluster) -> Iterator[OperatorProcess]:
     yield runner
     runner.stop()
     logs = runner.logs()
-    assert "cannot" not in "".join(
-        line for line in logs.splitlines() if "is forbidden: User" in line
-    ), "the operator was refused something it needs"
+    assert rbac_refusals(logs) == [], "the operator was refused something it needs"
     if TIMINGS:
         (cluster.workdir / "trainingjob-timings.json").write_text(json.dumps(TIMINGS, indent=1))
 
