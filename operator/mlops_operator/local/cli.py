@@ -14,7 +14,6 @@ from rich.console import Console
 from mlops_operator.local import display
 from mlops_operator.local.home import Home, default_home
 from mlops_operator.local.processes import pid_alive, terminate_group
-from mlops_operator.local.runner import LocalError, Runner
 from mlops_operator.manifests import ManifestError
 
 home_option = click.option(
@@ -63,6 +62,8 @@ def up(paths: tuple[Path, ...], traffic: float, watch: bool, home: Path | None) 
     Exits when every rollout has ended: 0 when promoted or stable, 2 when rolled back,
     1 on an error.
     """
+    from mlops_operator.local.runner import LocalError, Runner  # heavy: sklearn, nginx, ...
+
     try:
         code = Runner(_home(home), paths, traffic=traffic, watch=watch).up()
     except (ManifestError, LocalError) as error:
