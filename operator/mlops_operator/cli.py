@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mlops_operator import crd, manifests
+from mlops_operator.cli_options import manifest_paths
 
 
 @click.group()
@@ -34,15 +35,7 @@ def crds(output_dir: Path | None) -> None:
 
 
 @main.command()
-@click.option(
-    "-f",
-    "--filename",
-    "paths",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A manifest file or a directory of them; repeatable.",
-)
+@manifest_paths
 def validate(paths: tuple[Path, ...]) -> None:
     """Check TrainingJob and ModelDeployment manifests without a cluster."""
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from mlops_operator.cli_options import manifest_paths
 from mlops_operator.local import display
 from mlops_operator.local.home import Home, default_home
 from mlops_operator.local.processes import pid_alive, terminate_group
@@ -39,15 +40,7 @@ def local() -> None:
 
 
 @local.command()
-@click.option(
-    "-f",
-    "--filename",
-    "paths",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A manifest file or a directory of them; repeatable.",
-)
+@manifest_paths
 @click.option(
     "--traffic",
     type=click.FloatRange(min=0),
