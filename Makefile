@@ -1,5 +1,5 @@
 # The commands the README names; CI runs `make test`.
-.PHONY: setup quickstart test lint typecheck control-plane bench crds
+.PHONY: setup quickstart test lint typecheck control-plane node bench crds
 
 VENV := .venv/bin
 
@@ -21,7 +21,12 @@ typecheck: setup
 control-plane:
 	hack/k8s/build.sh >/dev/null
 
-test: lint typecheck control-plane
+# containerd, CNI plugins, CoreDNS, crictl and the sandbox image for the real test node
+# (kubelet and kube-proxy come with the control plane); docs/testing-cluster.md#the-real-node.
+node:
+	hack/node/build.sh >/dev/null
+
+test: lint typecheck control-plane node
 	$(VENV)/pytest
 
 # Regenerate everything derived from the API models: crds/, the chart's copy, docs/api.md, ...

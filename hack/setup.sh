@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine; safe to run again.
 #   .venv/            the Python environment (the package, editable, with its test extra)
-#   system packages   nginx, prometheus, wrk (Debian/Ubuntu via apt-get, when missing)
+#   system packages   nginx, prometheus, wrk (Debian/Ubuntu via apt-get, when missing);
+#                     for the real test node (tests/node, Linux): iptables, conntrack, and
+#                     gcc with a static libc (its pause image) and libseccomp-dev (runc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +21,15 @@ if [ ! -f "$stamp" ]; then
 fi
 
 need=()
-for tool in nginx:nginx prometheus:prometheus wrk:wrk; do
-  command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
+tools=(nginx:nginx prometheus:prometheus wrk:wrk)
+if [ "$(uname -s)" = Linux ]; then
+  tools+=(iptables:iptables conntrack:conntrack gcc:gcc pkg-config:pkg-config
+    /usr/lib/x86_64-linux-gnu/libc.a:libc6-dev /usr/include/seccomp.h:libseccomp-dev)
+fi
+for tool in "${tools[@]}"; do
+  have=${tool%%:*}
+  if [ "${have#/}" != "$have" ]; then [ -e "$have" ] && continue; else command -v "$have" >/dev/null 2>&1 && continue; fi
+  need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test control plane from Go modules pinned in hack/k8s/go.mod, once per machine:
-#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, kubectl, helm
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, kubectl, helm,
+#   and the real test node's kubelet and kube-proxy (one compile; hack/node/build.sh does the rest)
 # and copies beside them kwok's default stages and the Gateway API and Istio CRDs pinned in
 # hack/k8s/crds/go.mod.
 #
@@ -9,17 +10,18 @@
 #   hack/k8s/build.sh bin      print the bin dir (no build)
 #   hack/k8s/build.sh crds     print the copied CRD files, one path a line (no build)
 #
-# Cache: ${MLOPS_K8S_CACHE:-~/.cache/mlops-operator/k8s-<kube version>}; a stamp holds the
-# hash of the pins and of $recipe, so a change of go.mod/go.sum (or of the recipe) rebuilds.
+# Cache: ${MLOPS_K8S_CACHE:-~/.cache/mlops-operator/k8s-<kube version>-<stamp>}; the stamp is the
+# hash of the pins and of $recipe, so a change of go.mod/go.sum (or of the recipe) builds anew.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 kube_version=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$here/go.mod")
-cache=${MLOPS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-operator/k8s-$kube_version}
-bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl helm)
-recipe=1 # bump when the build below changes (flags, binaries, copied files)
+bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl helm kubelet kube-proxy)
+recipe=2 # bump when the build below changes (flags, binaries, copied files)
 stamp_value=$({ echo "$recipe ${bins[*]}" && cat "$here"/go.{mod,sum} "$here"/crds/go.{mod,sum}; } |
   sha256sum | cut -c1-16)
+# One directory per pin set: checkouts on other pins (branches) keep theirs, no rebuild ping-pong.
+cache=${MLOPS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-operator/k8s-$kube_version-$stamp_value}
 
 export GOTOOLCHAIN=${MLOPS_GOTOOLCHAIN:-auto}
 export GOFLAGS=-mod=readonly
@@ -61,6 +63,14 @@ copy_assets() {
     "$kwok"/pod/fast/pod-{ready,complete,delete}.yaml "$1/kwok-stages/"
 }
 
+# Keeps the three newest pin sets' directories (other checkouts may use them), removes older.
+prune() {
+  local old
+  for old in $(ls -1dt "$(dirname "$cache")"/k8s-$kube_version-*[0-9a-f] 2>/dev/null | tail -n +4); do
+    [ "$old" = "$cache" ] || rm -rf "$old" "$old.lock"
+  done
+}
+
 build() {
   local tmp start
   tmp="$cache.tmp.$$"
@@ -76,6 +86,7 @@ build() {
   [ ! -e "$cache" ] || mv "$cache" "$tmp.old"
   mv "$tmp" "$cache" && rm -rf "$tmp.old"
   trap - EXIT
+  prune
   echo "k8s: built in $(($(date +%s) - start))s" >&2
 }
 

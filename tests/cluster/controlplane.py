@@ -1,4 +1,9 @@
-"""Starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback."""
+"""Starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback.
+
+The API server listens on `address`: 127.0.0.1, or the real node's bridge address when a
+session has real-node tests (tests/node/), so that Pods reach it through the `kubernetes`
+Service.
+"""
 
 from __future__ import annotations
 
@@ -32,17 +37,18 @@ class ControlPlane:
     processes: list[Process] = field(default_factory=list)
     apiserver_port: int = 0
     pki: Pki | None = None
+    address: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.address}:{self.apiserver_port}"
 
     @property
     def admin_kubeconfig(self) -> Path:
         return self.root / "admin.kubeconfig"
 
     def start(self) -> None:
-        self.pki = create_pki(self.root / "pki", SERVICE_IP)
+        self.pki = create_pki(self.root / "pki", SERVICE_IP, (self.address,))
         try:
             etcd_url = self._start_etcd()
             self._start_apiserver(etcd_url)
@@ -89,11 +95,13 @@ class ControlPlane:
         pki = self.pki
         assert pki is not None
         self.apiserver_port = free_port()
+        # How the API server authenticates to kubelets (logs, exec): as a cluster admin.
+        kubelet_client = pki.client("kube-apiserver-kubelet-client", ("system:masters",))
         proc = self._spawn(
             "kube-apiserver",
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--secure-port={self.apiserver_port}",
             f"--cert-dir={self.root / 'apiserver'}",
             f"--tls-cert-file={pki.apiserver.cert}",
@@ -106,6 +114,9 @@ class ControlPlane:
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
             "--profiling=false",
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
+            "--kubelet-preferred-address-types=InternalIP",
         )
         admin = self.kubeconfig(*ADMIN)
         admin.rename(self.admin_kubeconfig)

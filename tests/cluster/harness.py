@@ -17,6 +17,7 @@ import yaml
 from kubernetes import client, config
 
 from .controlplane import KWOK_NODE_SELECTOR, kubeconfig_dict
+from .pki import Pki
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "k8s" / "build.sh"
@@ -33,6 +34,7 @@ class Cluster:
     simulated: bool
     workdir: Path
     cache: Path | None
+    pki: Pki | None = None  # the simulated cluster's CA and signer
 
     @property
     def core(self) -> client.CoreV1Api:

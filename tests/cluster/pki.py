@@ -40,16 +40,27 @@ class Pki:
     def client(self, user: str, groups: tuple[str, ...] = ()) -> Pair:
         return _client_pair(self, user, groups)
 
+    def server(self, name: str, ips: tuple[str, ...], dns: tuple[str, ...] = ()) -> Pair:
+        """A serving certificate (e.g. a kubelet's) for these addresses, signed by the CA."""
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
+        ca_key = serialization.load_pem_private_key(self.ca.key.read_bytes(), password=None)
+        assert isinstance(ca_key, Key)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _server_certificate(key, ca_cert, ca_key, name, dns=dns, ips=ips)
+        return _write(self.root / f"{name.replace(':', '-')}-serving", cert, key)
 
-def create_pki(root: Path, service_ip: str) -> Pki:
+
+def create_pki(root: Path, service_ip: str, addresses: tuple[str, ...] = ("127.0.0.1",)) -> Pki:
     root.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _ca_certificate(ca_key)
     ca = _write(root / "ca", ca_cert, ca_key)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _write(
-        root / "apiserver", _server_certificate(server_key, ca_cert, ca_key, service_ip), server_key
+    ips = tuple(dict.fromkeys(("127.0.0.1", "::1", service_ip, *addresses)))
+    cert = _server_certificate(
+        server_key, ca_cert, ca_key, "kube-apiserver", dns=SERVER_NAMES, ips=ips
     )
+    server = _write(root / "apiserver", cert, server_key)
     sa_key, sa_pub = _service_account_keys(root)
     return Pki(ca, server, sa_key, sa_pub, root)
 
@@ -98,11 +109,17 @@ def _ca_certificate(key: Key) -> x509.Certificate:
 
 
 def _server_certificate(
-    key: Key, ca_cert: x509.Certificate, ca_key: Key, service_ip: str
+    key: Key,
+    ca_cert: x509.Certificate,
+    ca_key: Key,
+    common_name: str,
+    *,
+    dns: tuple[str, ...],
+    ips: tuple[str, ...],
 ) -> x509.Certificate:
-    names: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
-    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "::1", service_ip)]
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return (
         _leaf(subject, key, ca_cert)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -24,9 +24,20 @@ _running: list[Process] = []
 
 
 class Process:
-    def __init__(self, name: str, argv: Sequence[str | Path], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str | Path],
+        log_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cgroups: Sequence[Path] = (),
+    ) -> None:
+        """`cgroups`: cgroup directories (one per v1 hierarchy) the child joins before exec,
+        so that it and everything it starts can be found and killed later."""
         self.name = name
         self.log = log_dir / f"{name}.log"
+        procs = [str(c / "cgroup.procs") for c in cgroups]
         with self.log.open("wb") as out:
             self.popen = subprocess.Popen(
                 [str(a) for a in argv],
@@ -34,7 +45,8 @@ class Process:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (calls prctl only)
+                env=None if env is None else dict(env),
+                preexec_fn=lambda: _die_with_parent(procs),  # noqa: PLW1509 (prctl, cgroup.procs)
             )
         _running.append(self)
 
@@ -84,8 +96,11 @@ def wait_until(
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(cgroup_procs: Sequence[str] = ()) -> None:
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    for procs in cgroup_procs:
+        with open(procs, "w") as out:
+            out.write("0")
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

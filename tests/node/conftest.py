@@ -1,0 +1,49 @@
+"""The `node` fixture: one real node (tests/node/realnode.py) joined to the session's control
+plane; every test here is marked `node`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.fixtures import USE_EXISTING, real_node_host
+from tests.cluster.harness import Cluster, find_binaries
+
+from .realnode import RealNode, node_binaries
+
+HERE = Path(__file__).parent
+TIMINGS_KEY = pytest.StashKey[dict[str, float]]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.node)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if timings := terminalreporter.config.stash.get(TIMINGS_KEY, None):
+        terminalreporter.write_sep("-", "real node")
+        terminalreporter.write_line(
+            "started in " + ", ".join(f"{what} {s:.1f}s" for what, s in timings.items())
+        )
+
+
+@pytest.fixture(scope="session")
+def node(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[RealNode]:
+    """kubelet, containerd, kube-proxy and CoreDNS on this machine, registered as a Node."""
+    if os.environ.get(USE_EXISTING) == "1":
+        pytest.skip("an existing cluster has its own nodes")
+    host = real_node_host(request.config)
+    assert host is not None, "the cluster fixture made no node host"
+    assert cluster.pki is not None
+    real = RealNode(cluster, cluster.pki, host, find_binaries() / "bin", node_binaries(), host.root)
+    real.start()
+    request.config.stash[TIMINGS_KEY] = real.timings
+    try:
+        yield real
+    finally:
+        real.stop()
