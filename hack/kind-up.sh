@@ -38,14 +38,7 @@ step "3/4 load $IMAGE into the cluster's node"
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 step "4/4 helm chart into namespace $NAMESPACE"
-# The image was loaded, never pushed: IfNotPresent finds it on the node. No --wait: kind's
-# storage class binds the model-store claim only when a Pod first mounts it.
-helm upgrade --install mlops-operator charts/mlops-operator \
-  --namespace "$NAMESPACE" --create-namespace \
-  --set image.repository=mlops-operator --set image.tag="$VERSION" \
-  --set image.pullPolicy=IfNotPresent \
-  --set-json "operator.watchNamespaces=[\"$WATCH\"]"
-kubectl --namespace "$NAMESPACE" rollout status deployment/mlops-operator --timeout 2m
-helm test mlops-operator --namespace "$NAMESPACE" --timeout 2m
+KUBECTL="kubectl --context kind-$CLUSTER" HELM="helm --kube-context kind-$CLUSTER" \
+  NAMESPACE=$NAMESPACE WATCH=$WATCH IMAGE=$IMAGE PULL_POLICY=IfNotPresent hack/quickstart.sh install
 
 printf '\nThe operator runs. Next: hack/kind-quickstart.sh (make kind-quickstart)\n'

@@ -100,6 +100,8 @@ class NodeHost:
         self._lock()
         try:
             cleanup()  # what a killed run left behind
+            if left := leftovers():
+                raise HostError(f"could not clean up a previous node: {left}")
             self._save_sysctls()
             (STATE_DIR / "node.json").write_text(json.dumps({"root": str(self.root)}))
             self.root.mkdir(parents=True, exist_ok=True)
@@ -111,8 +113,11 @@ class NodeHost:
             raise
 
     def teardown(self) -> None:
+        """Cleans up, then checks that nothing is left (an error of the session otherwise)."""
         try:
             cleanup()
+            if left := leftovers():
+                raise HostError(f"the real node left {left}")
         finally:
             if self.lock is not None:
                 self.lock.close()
@@ -204,6 +209,7 @@ def cleanup() -> None:
         run("conntrack", "-D", "-s", POD_SUBNET, check=False)
     remove_cgroups()
     restore_sysctls()
+    remove_stale_shim_sockets()
     # Left by shims (their socket dir is fixed): removed when empty, so never another's.
     for empty in (
         "/run/containerd/s",
@@ -312,6 +318,17 @@ def remove_cgroups() -> None:
             ours.rmdir()
 
 
+def remove_stale_shim_sockets() -> None:
+    """Sockets of killed shims in containerd's fixed socket dir: those no process listens on."""
+    shims = Path("/run/containerd/s")
+    if not shims.is_dir():
+        return
+    listening = {line.split()[-1] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
+    for sock in shims.iterdir():
+        if sock.is_socket() and str(sock) not in listening:
+            sock.unlink(missing_ok=True)
+
+
 def restore_sysctls() -> None:
     saved = STATE_DIR / "sysctl.json"
     with contextlib.suppress(OSError, ValueError):
@@ -328,6 +345,9 @@ def leftovers() -> list[str]:
         found.append(f"link {BRIDGE}")
     found += [f"cgroup process {p}" for p in cgroup_pids()]
     found += [f"cgroup {h / CGROUP}" for h in CGROUP_ROOT.iterdir() if (h / CGROUP).exists()]
+    with contextlib.suppress(OSError, ValueError):
+        root = json.loads((STATE_DIR / "node.json").read_text())["root"]
+        found += [f"mount {p}" for p in _mount_points() if p.startswith(root + "/")]
     for save in ("iptables-save", "ip6tables-save"):
         if shutil.which(save):
             found += [

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client
 
@@ -146,21 +147,15 @@ class RealNode:
         return result.stdout
 
     def import_images(self) -> None:
-        """The sandbox and probe images, and the project's when hack/images/build.sh exists."""
+        """The sandbox and probe images; the project's (hack/images/build.sh) when it exists."""
         for archive in ("pause.tar", "probe.tar"):
             self.ctr("images", "import", str(self.cache / "images" / archive))
         if IMAGES_BUILD.exists():
-            env = {
-                **os.environ,
-                "CONTAINERD_ADDRESS": str(self.socket),
-                "CTR": str(self.bin / "ctr"),
-            }
             result = subprocess.run(
-                ["bash", str(IMAGES_BUILD), "import", f"--address={self.socket}"],
+                ["bash", str(IMAGES_BUILD), "import", str(self.bin / "ctr"), str(self.socket)],
                 capture_output=True,
                 text=True,
-                env=env,
-                timeout=900,
+                timeout=1800,
                 check=False,
             )
             (self.root / "images-import.log").write_text(result.stdout + result.stderr)
@@ -367,6 +362,25 @@ def cni_config() -> dict[str, Any]:
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": False},
         ],
     }
+
+
+@dataclass(frozen=True)
+class ProjectImages:
+    project: str  # the Dockerfile's image: operator, training, model servers, load
+    router: str  # the builtin router's nginx
+
+
+def project_images() -> ProjectImages:
+    """The references hack/images/build.sh gives the project and router images."""
+    if not IMAGES_BUILD.exists():
+        pytest.skip(f"{IMAGES_BUILD.relative_to(REPO)} does not exist yet: no project image")
+    result = subprocess.run(
+        ["bash", str(IMAGES_BUILD), "refs"], capture_output=True, text=True, check=True
+    )
+    refs = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    project = next(r for r in refs if r.rsplit("/", 1)[-1].startswith("mlops-operator:"))
+    router = next(r for r in refs if "nginx" in r)
+    return ProjectImages(project, router)
 
 
 def pause_image() -> str:
