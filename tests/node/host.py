@@ -116,7 +116,7 @@ class NodeHost:
         """Cleans up, then checks that nothing is left (an error of the session otherwise)."""
         try:
             cleanup()
-            if left := leftovers():
+            if left := leftovers(self.root):
                 raise HostError(f"the real node left {left}")
         finally:
             if self.lock is not None:
@@ -338,16 +338,16 @@ def restore_sysctls() -> None:
     saved.unlink(missing_ok=True)
 
 
-def leftovers() -> list[str]:
+def leftovers(root: Path | None = None) -> list[str]:
     """What of a node is still on the host (for the teardown test)."""
     found = []
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         found.append(f"link {BRIDGE}")
     found += [f"cgroup process {p}" for p in cgroup_pids()]
     found += [f"cgroup {h / CGROUP}" for h in CGROUP_ROOT.iterdir() if (h / CGROUP).exists()]
-    with contextlib.suppress(OSError, ValueError):
-        root = json.loads((STATE_DIR / "node.json").read_text())["root"]
-        found += [f"mount {p}" for p in _mount_points() if p.startswith(root + "/")]
+    if root is not None:
+        under = str(root.resolve()) + "/"
+        found += [f"mount {p}" for p in _mount_points() if p.startswith(under)]
     for save in ("iptables-save", "ip6tables-save"):
         if shutil.which(save):
             found += [
