@@ -92,7 +92,17 @@ class Quickstart:
         pods = self.cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
         mlops = self.cluster.kubectl("get", "mlops", "-n", self.watch, "-o", "yaml", check=False)
         events = self.cluster.kubectl("get", "events", "-n", self.watch, check=False).stdout
-        return f"{pods}\n{mlops.stdout[-4000:]}\n{events[-3000:]}"
+        unready = [
+            p.metadata.name
+            for p in self.pods(self.watch)
+            if p.status.phase not in ("Succeeded", "Failed") and not ready(p)
+        ]
+        described = (
+            self.cluster.kubectl("describe", "pod", "-n", self.watch, *unready, check=False).stdout
+            if unready
+            else ""
+        )
+        return f"{pods}\n{mlops.stdout[-4000:]}\n{events[-3000:]}\n{described[-6000:]}"
 
     def pods(self, namespace: str, selector: str = "") -> list[client.V1Pod]:
         found = self.cluster.core.list_namespaced_pod(namespace, label_selector=selector)
@@ -190,9 +200,10 @@ def test_model_servers_and_the_router_become_ready(quickstart: Quickstart) -> No
     quickstart.run("serving")
     pods = [p for p in quickstart.pods(quickstart.watch) if p.status.phase == "Running"]
     components = {p.metadata.labels.get("app.kubernetes.io/component") for p in pods if ready(p)}
-    assert {"model-server", "router"} <= components, [
-        (p.metadata.name, p.metadata.labels) for p in pods
-    ]
+    if not {"model-server", "router"} <= components:
+        quickstart.collect_logs()
+        logs = "\n".join(f"--- {n}\n{log[-2000:]}" for n, log in quickstart.logs.items())
+        raise AssertionError(f"not Ready: {components}\n{quickstart.describe()}\n{logs}")
 
 
 def test_the_canary_is_promoted_under_load(quickstart: Quickstart) -> None:

@@ -11,7 +11,7 @@ import yaml
 
 from .tools import REPO
 
-SCRIPTS = sorted((REPO / "hack").glob("kind-*.sh"))
+SCRIPTS = [*sorted((REPO / "hack").glob("kind-*.sh")), REPO / "hack" / "quickstart.sh"]
 
 
 def test_kind_config_pins_its_node_image() -> None:
@@ -30,14 +30,18 @@ def test_scripts_parse_and_are_strict(path: Path) -> None:
 
 
 def test_quickstart_waits_for_the_promotion() -> None:
+    """kind runs the steps of hack/quickstart.sh, the ones the real-node tests run in CI."""
+    steps = (REPO / "hack" / "quickstart.sh").read_text()
+    assert "--for=jsonpath='{.status.phase}'=Promoted mdep/cancer" in steps
+    assert "examples/quickstart/" in steps
+    assert 'upgrade --install "$RELEASE" charts/mlops-operator' in steps
     text = (REPO / "hack" / "kind-quickstart.sh").read_text()
-    assert "--for=jsonpath='{.status.phase}'=Promoted mdep/cancer" in text
-    assert "examples/quickstart/" in text
+    assert "hack/quickstart.sh apply trained serving load promoted" in text
     up = (REPO / "hack" / "kind-up.sh").read_text()
     assert "kind create cluster" in up
     assert "--config kind-config.yaml" in up
     assert "kind load docker-image" in up
-    assert "helm upgrade --install mlops-operator charts/mlops-operator" in up
+    assert "hack/quickstart.sh install" in up
 
 
 def test_makefile_has_the_kind_targets() -> None:
