@@ -96,7 +96,7 @@ load() { # load <pod> <ModelDeployment> <dataset>
   url=$(k get mdep "$mdep" -o jsonpath='{.status.url}')
   k delete pod "$pod" --ignore-not-found --wait
   k run "$pod" --image="$IMAGE" --image-pull-policy="$PULL_POLICY" --restart=Never \
-    --labels="app=$pod" --env="URL=$url/v2/models/$mdep" --env="DATASET=$dataset" \
+    --labels="app=$pod" --env="URL=$url" --env="DATASET=$dataset" \
     --command -- python -c '
 import json, os, time, urllib.request
 from sklearn import datasets

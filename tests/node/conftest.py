@@ -15,7 +15,7 @@ from tests.cluster.harness import Cluster, find_binaries
 from .realnode import RealNode, node_binaries
 
 HERE = Path(__file__).parent
-TIMINGS_KEY = pytest.StashKey[dict[str, float]]()
+NODE_KEY = pytest.StashKey[RealNode]()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,11 +25,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if timings := terminalreporter.config.stash.get(TIMINGS_KEY, None):
+    if node := terminalreporter.config.stash.get(NODE_KEY, None):
         terminalreporter.write_sep("-", "real node")
         terminalreporter.write_line(
-            "started in " + ", ".join(f"{what} {s:.1f}s" for what, s in timings.items())
+            "started: " + ", ".join(f"{what} {s:.1f}s" for what, s in node.timings.items())
         )
+        if node.e2e_timings:
+            terminalreporter.write_line(
+                "quickstart: " + ", ".join(f"{w} {s:.1f}s" for w, s in node.e2e_timings.items())
+            )
+        terminalreporter.write_line(f"logs in {node.root}")
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +47,7 @@ def node(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[RealNode]
     assert cluster.pki is not None
     real = RealNode(cluster, cluster.pki, host, find_binaries() / "bin", node_binaries(), host.root)
     real.start()
-    request.config.stash[TIMINGS_KEY] = real.timings
+    request.config.stash[NODE_KEY] = real
     try:
         yield real
     finally:

@@ -80,7 +80,8 @@ class RealNode:
     cache: Path
     root: Path
     processes: list[Process] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # the start, cumulative
+    e2e_timings: dict[str, float] = field(default_factory=dict)  # hack/quickstart.sh steps
 
     @property
     def socket(self) -> Path:
