@@ -84,8 +84,7 @@ class Quickstart:
             self.failed.append(" ".join(steps))
             self.collect_logs()
             raise AssertionError(
-                f"hack/quickstart.sh {' '.join(steps)} failed:\n{output[-5000:]}\n"
-                f"{self.describe()}"
+                f"hack/quickstart.sh {' '.join(steps)} failed:\n{output[-5000:]}\n{self.describe()}"
             )
         return output
 
