@@ -8,6 +8,8 @@
 # reproducible: --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>.
 # Python dependencies are pinned, transitive ones included, in hack/image-requirements.txt
 # (hack/lock-image.sh writes it from pyproject.toml).
+# Any base with `python3` and its venv module works: hack/images/build.sh passes a Debian
+# bookworm made with mmdebstrap (python3, python3-venv), where no registry can be reached.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # --- build: a virtualenv with the pinned dependencies and the package --------------------
@@ -17,10 +19,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-RUN python -m venv /opt/mlops
+RUN python3 -m venv /opt/mlops
 # Dependencies first: this layer is reused until the pins change.
 COPY hack/image-requirements.txt hack/image-requirements.txt
-RUN /opt/mlops/bin/pip install --only-binary=:all: --requirement hack/image-requirements.txt
+# The test suites inside the scientific wheels (about 120 MB) are never imported.
+RUN /opt/mlops/bin/pip install --only-binary=:all: --requirement hack/image-requirements.txt \
+ && cd /opt/mlops/lib/python3*/site-packages \
+ && find numpy pandas pyarrow scipy sklearn -depth -type d -name tests -exec rm -rf {} +
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY model_server/ model_server/

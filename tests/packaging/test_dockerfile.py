@@ -1,4 +1,4 @@
-"""The Dockerfile (it cannot be built here: no Docker engine) and its pinned dependencies."""
+"""The Dockerfile and its pinned dependencies (test_images.py builds it, with buildah)."""
 
 from __future__ import annotations
 
