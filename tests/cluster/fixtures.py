@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.node.host import BRIDGE, NODE_ADDRESS, NodeHost
+from tests.node.host import BRIDGE, NODE_ADDRESS, NodeHost, missing_prerequisites
 
 from .controlplane import ControlPlane
 from .harness import BUILD_SCRIPT, Cluster, fake_node, find_binaries, node_ready, wait_for
@@ -56,7 +56,7 @@ def _simulated_cluster(root: Path, request: pytest.FixtureRequest) -> Iterator[C
     cache = find_binaries()
     plane = ControlPlane(cache / "bin", cache, root)
     host = None
-    if _wants_real_node(request.session):
+    if _wants_real_node(request.session) and not missing_prerequisites():
         # Before the API server starts: it listens on the node's bridge, for Pods.
         host = NodeHost(root.parent / "realnode")
         host.setup()

@@ -40,8 +40,7 @@ from .host import (
 )
 
 NODE_BUILD = REPO / "hack" / "node" / "build.sh"
-# Another checkout's image build may stand in (MLOPS_IMAGES_BUILD).
-IMAGES_BUILD = Path(os.environ.get("MLOPS_IMAGES_BUILD", REPO / "hack" / "images" / "build.sh"))
+IMAGES_BUILD = REPO / "hack" / "images" / "build.sh"
 STORAGE_CLASS = "mlops-local"
 VOLUMES = 8
 SIMULATED_TAINT = {"key": "mlops.dev/simulated", "value": "true", "effect": "NoSchedule"}
