@@ -18,6 +18,13 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlops_operator.api.trainingjob import TrainingJobSpec
+from mlops_operator.api.workload import (
+    DataSummary,
+    ExitCode,
+    GateFailure,
+    PublishedModel,
+    TrainingResult,
+)
 from model_server.artifact import Feature, Metadata
 from trainer import data as data_module
 from trainer import estimators, evaluate, gate, pipeline, publish, report, search
@@ -25,11 +32,9 @@ from trainer.errors import (
     BadParamsError,
     EmptyDatasetError,
     EstimatorNotAllowedError,
-    ExitCode,
     TrainerError,
 )
 from trainer.progress import Progress
-from trainer.result import DataSummary, PublishedModel, TrainingResult
 
 RESULT_IMPORTANCE = 10
 """The result names this many most important features (metadata.json has them all)."""
@@ -251,7 +256,7 @@ def _gate_failed(
     request: RunRequest,
     progress: Progress,
     partial: dict[str, Any],
-    failures: list[gate.GateFailure],
+    failures: list[GateFailure],
 ) -> TrainingResult:
     message = gate.summary(failures) + "; the model was not published"
     return TrainingResult(

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
-from trainer.gate import GateFailure
-from trainer.result import MAX_BYTES, DataSummary, PublishedModel, TrainingResult
+from mlops_operator.api.workload import (
+    MAX_BYTES,
+    DataSummary,
+    GateFailure,
+    PublishedModel,
+    TrainingResult,
+)
 
 
 def big_result() -> TrainingResult:

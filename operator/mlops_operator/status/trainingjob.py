@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlops_operator.api.workload import ExitCode
 from mlops_operator.status.conditions import condition, find, rfc3339
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
@@ -22,7 +23,6 @@ CONDITION_TYPES = ("Running", "Succeeded", "Failed")
 
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError")
-QUALITY_GATE_EXIT_CODE = 10
 HEADLINE_METRICS = ("accuracy", "r2", "f1_macro", "roc_auc", "mse", "mae")
 
 
@@ -136,7 +136,7 @@ def _failed_pod_outcome(pod: Mapping[str, Any]) -> Outcome | None:
             "the training container ran out of memory"
             f"{_memory_limit(pod)}: raise spec.resources.limits.memory, or train on less data",
         )
-    if code == QUALITY_GATE_EXIT_CODE or result.get("reason") == "QualityGateFailed":
+    if code == ExitCode.QUALITY_GATE_FAILED or result.get("reason") == "QualityGateFailed":
         return Outcome(FAILED, "QualityGateFailed", _gate_message(result), result)
     if result.get("reason"):
         message = str(result.get("message") or result["reason"])
