@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from model_server import metric_names
+
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -49,13 +51,13 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ["model", "variant"]
         self.requests = Counter(
-            "mlops_requests",
+            metric_names.REQUESTS,
             "Inference requests answered, by HTTP status code.",
             [*labels, "code"],
             registry=self.registry,
         )
         self.duration = Histogram(
-            "mlops_request_duration_seconds",
+            metric_names.REQUEST_DURATION,
             "Inference request latency in the server, from the full body to the response.",
             labels,
             buckets=LATENCY_BUCKETS,
@@ -81,7 +83,7 @@ class Metrics:
             registry=self.registry,
         )
         self.feedback = Counter(
-            "mlops_feedback",
+            metric_names.FEEDBACK,
             "Rows with ground truth received through feedback, by outcome "
             "(correct|incorrect for classifiers, observed for regressors).",
             [*labels, "outcome"],

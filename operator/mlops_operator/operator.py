@@ -28,7 +28,7 @@ from prometheus_client import start_http_server
 
 import mlops_operator.controllers  # noqa: F401  (registers the handlers)
 from mlops_operator import kube, metrics
-from mlops_operator.naming import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER
+from mlops_operator.objects import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER
 from mlops_operator.settings import OperatorSettings, get_settings
 
 ANNOTATION_PREFIX = "mlops.dev"

@@ -16,6 +16,8 @@ from mlops_operator.api.common import (
 )
 
 Percent = Annotated[int, Field(ge=0, le=100)]
+ProviderName = Literal["builtin", "gatewayAPI", "istio"]
+"""The traffic providers: one row each in mlops_operator.traffic.providers.PROVIDERS."""
 
 
 class Autoscaling(ApiModel):
@@ -147,7 +149,7 @@ class ParentRef(ApiModel):
 class Router(ApiModel):
     """Which traffic provider splits the requests."""
 
-    provider: Literal["builtin", "gatewayAPI", "istio"] | None = None
+    provider: ProviderName | None = None
     """builtin (an nginx router), gatewayAPI (an HTTPRoute) or istio (a VirtualService);
     by default the operator's."""
     parent_refs: list[ParentRef] | None = None

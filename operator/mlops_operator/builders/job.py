@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from mlops_operator import defaults
 from mlops_operator.api import API_VERSION, TrainingJob
 from mlops_operator.api.workload import (
     EXTRA_ESTIMATORS_ENV,
@@ -18,35 +19,29 @@ from mlops_operator.api.workload import (
     TERMINATION_LOG,
     VERSION_ENV,
 )
-from mlops_operator.naming import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER, job_name
+from mlops_operator.objects import (
+    LABEL_COMPONENT,
+    LABEL_MANAGED_BY,
+    LABEL_TRAININGJOB,
+    MANAGER,
+    container_security_context,
+    job_name,
+    owner_reference,
+    pod_security_context,
+)
 from mlops_operator.settings import OperatorSettings
 from model_server.store import PVC_ROOT_ENV, S3_ENDPOINT_ENV
 
 CONTAINER = "trainer"
 TMP_DIR = "/tmp"
-RUN_AS = 65532
-"""The non-root user (and group) of training Pods; fsGroup makes the model store writable."""
 
 
 def labels(trainingjob: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "mlops-trainer",
-        "app.kubernetes.io/component": "training",
+        LABEL_COMPONENT: "training",
         LABEL_MANAGED_BY: MANAGER,
         LABEL_TRAININGJOB: trainingjob,
-    }
-
-
-def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Makes the TrainingJob the controller of a child, so deleting it deletes the child."""
-    meta = body["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "TrainingJob",
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
     }
 
 
@@ -135,28 +130,6 @@ def _env(tj: TrainingJob, settings: OperatorSettings, version: str) -> list[dict
     return env
 
 
-def container_security_context() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def pod_security_context() -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "fsGroup": RUN_AS,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
     """The Job of the TrainingJob ``body`` (as the API server returned it, with its uid)."""
     tj = TrainingJob.model_validate(_without_status(body))
@@ -182,7 +155,7 @@ def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, 
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": pod_security_context(),
+        "securityContext": pod_security_context(defaults.RUN_AS),
         "containers": [container],
         "volumes": volumes,
     }
@@ -220,7 +193,7 @@ def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, 
             "namespace": namespace,
             "labels": labels(name),
             "annotations": {"mlops.dev/generation": str(body["metadata"].get("generation", 1))},
-            "ownerReferences": [owner_reference(body)],
+            "ownerReferences": [owner_reference("TrainingJob", body["metadata"])],
         },
         "spec": job_spec,
     }

@@ -3,24 +3,23 @@ by the operator's state machine from the servers' real metrics."""
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from mlops_operator.api import ModelDeployment
 from mlops_operator.api.common import ModelRef
 from mlops_operator.builders.modeldeployment import split_for
-from mlops_operator.builders.serving import ServedModel
 from mlops_operator.canary import Decision, Plan, RolloutState, VariantMetrics, decide
+from mlops_operator.canary.machine import due
 from mlops_operator.canary.metrics import Counters
-from mlops_operator.canary.resolve import Waiting, resolve
-from mlops_operator.canary.status import rfc3339
+from mlops_operator.canary.resolve import ServedModel, Waiting, resolve
 from mlops_operator.local.home import Home
 from mlops_operator.local.processes import stop
 from mlops_operator.local.serving import ModelServer, Router, start_model_server
-from mlops_operator.metrics_sources.builtin import BuiltinSource
-from mlops_operator.status.conditions import condition
+from mlops_operator.metrics_sources import BuiltinSource, Window
+from mlops_operator.objects import VariantName
+from mlops_operator.status.modeldeployment import Observation, Servers, compose
 from mlops_operator.traffic.split import Split
 
 FINAL_PHASES = ("Promoted", "RolledBack")
@@ -70,8 +69,7 @@ class LocalRollout:
         self.snapshot: dict[str, dict[str, Counters]] = {}
         self.stable: ModelServer | None = None
         self.canary: ModelServer | None = None
-        self.last: Decision | None = None
-        self.observed: dict[str, VariantMetrics | None] = {}
+        self.doc: dict[str, Any] = {}
         self.stable_model = self._model("stable", deployment.spec.stable.model, trainingjobs)
         canary = deployment.spec.canary
         self.canary_model = self._model("canary", canary.model, trainingjobs) if canary else None
@@ -126,21 +124,24 @@ class LocalRollout:
         """One turn of the rollout: measure when an analysis is due, decide, act."""
         now = time.time() if now is None else now
         canary_id = self.canary_model.digest if self.canary_model else None
-        due = (
-            self.state.phase == "Progressing"
-            and self.state.since is not None
-            and now >= self.state.since + self.plan.interval
+        window = Window(
+            "local",
+            self.name,
+            since=self.state.since if self.state.since is not None else now,
+            now=now,
+            targets=self._targets,
+            snapshot=self.snapshot,
         )
-        reading = self.source.read(self._targets(), self.snapshot) if due else None
-        if reading is not None:
-            self.observed = reading.metrics
+        due_now = due(self.plan, self.state, canary_id, now)
+        reading = self.source.measure(window) if due_now else None
         observed = reading.metrics.get("canary") if reading else None
         decision = decide(self.plan, self.state, canary_id, now, observed)
         if decision.new_window:
-            self.snapshot = reading.snapshot if reading else self.source.snapshot(self._targets())
+            begun = reading.snapshot if reading else self.source.begin(window)
+            self.snapshot = begun or {}
         self._act(decision)
         self.state = decision.state
-        self.last = decision
+        self._write(decision, reading.metrics if reading else None, now)
         if decision.transition or decision.verdict:
             self.log(f"{self.name}: {decision.reason}: {decision.message}")
         self._route()
@@ -172,63 +173,27 @@ class LocalRollout:
         if self.router.child is not None:
             stop(self.router.child)
 
+    def _write(
+        self, decision: Decision, measured: dict[str, VariantMetrics | None] | None, now: float
+    ) -> None:
+        """The status as the operator composes it, from this machine's servers."""
+        servers = {
+            variant: Servers(1, 1 if server.child.alive() else 0)
+            for variant, server in (("stable", self.stable), ("canary", self.canary))
+            if server is not None
+        }
+        assert self.stable_model is not None
+        seen = Observation(
+            decision=decision,
+            stable=self.stable_model,
+            canary=self.canary_model,
+            servers=cast(dict[VariantName, Servers], servers),
+            url=f"{self.router.url}/v2/models/{self.name}",
+            shadow=self.deployment.spec.strategy == "shadow",
+            measured=measured,
+        )
+        self.doc = compose(self.doc, None, seen, now)
+
     def status(self) -> dict[str, Any]:
         """The ModelDeployment status, as the operator would write it."""
-        state, canary_live = self.state, self.canary is not None
-        weight = state.weight if canary_live and self.deployment.spec.strategy != "shadow" else 0
-        status: dict[str, Any] = {
-            "phase": state.phase,
-            "canaryWeight": weight,
-            "url": f"{self.router.url}/v2/models/{self.name}",
-            "conditions": conditions(
-                state, self.stable is not None, self.last.message if self.last else ""
-            ),
-        }
-        if self.stable is not None:
-            status["stable"] = _variant(self.stable, 100 - weight)
-        if self.canary is not None:
-            status["canary"] = _variant(self.canary, weight)
-        if self.last is not None:
-            status["message"] = self.last.message
-            analysis: dict[str, Any] = {
-                "step": state.step,
-                "failures": state.failures,
-                "verdict": self.last.verdict,
-                "message": self.last.message,
-            }
-            if state.since is not None:
-                analysis["time"] = rfc3339(state.since)
-            for variant, metrics in self.observed.items():
-                if metrics is not None:
-                    analysis[variant] = metrics.to_status()
-            status["analysis"] = {k: v for k, v in analysis.items() if v is not None}
-        return {k: v for k, v in status.items() if v is not None}
-
-
-def _variant(server: ModelServer, weight: int) -> dict[str, Any]:
-    return {
-        "model": server.model,
-        "uri": server.uri,
-        "digest": server.digest,
-        "replicas": 1,
-        "readyReplicas": 1 if server.child.alive() else 0,
-        "weight": weight,
-    }
-
-
-def conditions(state: RolloutState, serving: bool, message: str) -> list[dict[str, Any]]:
-    phase = state.phase or "Pending"
-    now = datetime.datetime.now(datetime.UTC)
-
-    def one(kind: str, true: bool, reason: str) -> dict[str, Any]:
-        return condition(
-            kind, true, reason=reason, message=message, generation=None, previous=None, now=now
-        )
-
-    return [
-        one("Ready", serving, "Serving" if serving else "ModelServersNotReady"),
-        one("Progressing", phase in ("Progressing", "Paused"), phase),
-        one(
-            "Degraded", phase == "RolledBack", "AnalysisFailed" if phase == "RolledBack" else phase
-        ),
-    ]
+        return self.doc or {"phase": "Pending"}

@@ -7,16 +7,14 @@ import math
 import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_operator.canary.metrics import Counters, VariantMetrics, difference, summarize
+from mlops_operator.metrics_sources.source import Reading, Window
+from model_server.metric_names import FEEDBACK, REQUEST_DURATION, REQUESTS
 
 log = logging.getLogger(__name__)
-REQUESTS = "mlops_requests"
-DURATION = "mlops_request_duration_seconds"
-FEEDBACK = "mlops_feedback"
 
 
 def parse_exposition(text: str) -> Counters:
@@ -29,7 +27,7 @@ def parse_exposition(text: str) -> Counters:
                 totals["requests"] += sample.value
                 if sample.labels.get("code", "").startswith("5"):
                     totals["errors"] += sample.value
-            elif sample.name == f"{DURATION}_bucket":
+            elif sample.name == f"{REQUEST_DURATION}_bucket":
                 le = sample.labels["le"]
                 bound = math.inf if le == "+Inf" else float(le)
                 buckets[bound] = buckets.get(bound, 0.0) + sample.value
@@ -44,14 +42,6 @@ def scrape(url: str, timeout: float = 5.0) -> Counters:
     """GET a model server's /metrics and parse it."""
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return parse_exposition(response.read().decode())
-
-
-@dataclass(frozen=True)
-class Reading:
-    metrics: dict[str, VariantMetrics | None]
-    """Each variant's numbers over the interval (None: nothing could be read)."""
-    snapshot: dict[str, dict[str, Counters]]
-    """The counters now, to keep in the status for the next interval."""
 
 
 class BuiltinSource:
@@ -96,3 +86,9 @@ class BuiltinSource:
                 continue
             metrics[variant] = summarize(difference(previous.get(variant, {}), current))
         return Reading(metrics=metrics, snapshot=now)
+
+    def measure(self, window: Window) -> Reading:
+        return self.read(window.targets(), window.snapshot)
+
+    def begin(self, window: Window) -> dict[str, dict[str, Counters]]:
+        return self.snapshot(window.targets())

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
 
+from mlops_operator import defaults
 from mlops_operator.canary.metrics import Counters, VariantMetrics, summarize
+from mlops_operator.metrics_sources.source import Reading, Window
+from mlops_operator.objects import VARIANTS
+from model_server.metric_names import FEEDBACK, REQUEST_DURATION, REQUESTS
 
-DEFAULT_SELECTOR = 'namespace="{namespace}",model="{name}",variant="{variant}"'
-"""Which series belong to a variant; {namespace}, {name} (the ModelDeployment, which is the
-served model name) and {variant} are filled in."""
+log = logging.getLogger(__name__)
 
 
 class QueryError(Exception):
@@ -21,7 +24,9 @@ class QueryError(Exception):
 
 
 class PrometheusSource:
-    def __init__(self, url: str, selector: str = DEFAULT_SELECTOR, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, selector: str = defaults.PROMETHEUS_SELECTOR, timeout: float = 10.0
+    ) -> None:
         self.url = url.rstrip("/")
         self.selector = selector
         self.timeout = timeout
@@ -54,7 +59,7 @@ class PrometheusSource:
         rng = f"[{max(1, round(window))}s]"
         requests = errors = 0.0
         for code, value in self._by(
-            f"sum by (code) (increase(mlops_requests_total{{{sel}}}{rng}))", "code", at
+            f"sum by (code) (increase({REQUESTS}_total{{{sel}}}{rng}))", "code", at
         ):
             requests += value
             if code.startswith("5"):
@@ -62,15 +67,13 @@ class PrometheusSource:
         buckets = {
             math.inf if le == "+Inf" else float(le): value
             for le, value in self._by(
-                f"sum by (le) (increase(mlops_request_duration_seconds_bucket{{{sel}}}{rng}))",
+                f"sum by (le) (increase({REQUEST_DURATION}_bucket{{{sel}}}{rng}))",
                 "le",
                 at,
             )
         }
         feedback = dict(
-            self._by(
-                f"sum by (outcome) (increase(mlops_feedback_total{{{sel}}}{rng}))", "outcome", at
-            )
+            self._by(f"sum by (outcome) (increase({FEEDBACK}_total{{{sel}}}{rng}))", "outcome", at)
         )
         return Counters(
             requests=requests,
@@ -89,3 +92,19 @@ class PrometheusSource:
             counters = self.increases(namespace, name, variant, at - since, at)
             out[variant] = summarize(counters) if counters.buckets or counters.requests else None
         return out
+
+    def measure(self, window: Window) -> Reading:
+        """The variants' metrics over the window; none when Prometheus cannot answer (the
+        analysis is then inconclusive, and the next interval asks again)."""
+        try:
+            return Reading(
+                self.read(window.namespace, window.name, VARIANTS, window.since, window.now),
+                None,
+            )
+        except QueryError as error:
+            log.warning("%s/%s: cannot query Prometheus: %s", window.namespace, window.name, error)
+            return Reading({}, None)
+
+    def begin(self, window: Window) -> None:
+        """Prometheus keeps the counters: nothing to remember at the window's start."""
+        return
