@@ -19,9 +19,6 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# Process a batch: items in, one result (or exception) per item out. Runs in a worker thread.
-BatchFunction = Callable[[Sequence[Item]], Sequence["Result | BaseException"]]
-
 
 class AdaptiveBatcher(Generic[Item, Result]):
     def __init__(

@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 
 from mlops_operator.api.modeldeployment import Variant
-from mlops_operator.builders import (
+from mlops_operator.builders.serving import (
     ServingOptions,
     autoscaler,
     disruption_budget,

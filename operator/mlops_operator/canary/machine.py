@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
+from mlops_operator.canary.checks import CHECKS
 from mlops_operator.canary.metrics import VariantMetrics
 
 DEFAULT_STEPS = (10, 25, 50)
@@ -85,9 +86,7 @@ class Plan:
             interval=seconds(traffic.interval),
             pause=traffic.pause,
             thresholds=Thresholds(
-                max_error_rate=analysis.max_error_rate,
-                max_latency_p99_ms=analysis.max_latency_p99_ms,
-                min_accuracy=analysis.min_accuracy,
+                **{check.threshold: getattr(analysis, check.threshold) for check in CHECKS},
                 min_requests=analysis.min_requests,
                 failure_limit=analysis.failure_limit,
             ),
@@ -154,12 +153,10 @@ def _describe(metrics: VariantMetrics | None) -> str:
     if metrics is None:
         return "no metrics"
     parts = [f"requests={metrics.requests:g}"]
-    if metrics.error_rate is not None:
-        parts.append(f"errorRate={metrics.error_rate:.4f}")
-    if metrics.latency_p99_ms is not None:
-        parts.append(f"p99={metrics.latency_p99_ms:.1f}ms")
-    if metrics.accuracy is not None:
-        parts.append(f"accuracy={metrics.accuracy:.4f}")
+    for check in CHECKS:
+        value = getattr(metrics, check.metric)
+        if value is not None:
+            parts.append(f"{check.short}={check.show(value)}")
     return " ".join(parts)
 
 
@@ -172,16 +169,10 @@ def evaluate(thresholds: Thresholds, canary: VariantMetrics | None) -> tuple[Ver
             f"{canary.requests:g} requests, fewer than minRequests={thresholds.min_requests}"
         )
     problems = []
-    if canary.error_rate is not None and canary.error_rate > thresholds.max_error_rate:
-        problems.append(
-            f"error rate {canary.error_rate:.4f} > maxErrorRate {thresholds.max_error_rate:g}"
-        )
-    limit = thresholds.max_latency_p99_ms
-    if limit is not None and canary.latency_p99_ms is not None and canary.latency_p99_ms > limit:
-        problems.append(f"p99 latency {canary.latency_p99_ms:.1f}ms > maxLatencyP99Ms {limit:g}")
-    floor = thresholds.min_accuracy
-    if floor is not None and canary.accuracy is not None and canary.accuracy < floor:
-        problems.append(f"online accuracy {canary.accuracy:.4f} < minAccuracy {floor:g}")
+    for check in CHECKS:
+        value, limit = getattr(canary, check.metric), getattr(thresholds, check.threshold)
+        if value is not None and limit is not None and check.missed(value, limit):
+            problems.append(check.problem(value, limit))
     if problems:
         return "Failed", "; ".join(problems) + f" ({_describe(canary)})"
     return "Passed", f"within thresholds ({_describe(canary)})"

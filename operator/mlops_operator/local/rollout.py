@@ -186,7 +186,7 @@ class LocalRollout:
         seen = Observation(
             decision=decision,
             stable=self.stable_model,
-            canary=self.canary_model,
+            canary=self.canary_model if self.canary is not None else None,
             servers=cast(dict[VariantName, Servers], servers),
             url=f"{self.router.url}/v2/models/{self.name}",
             shadow=self.deployment.spec.strategy == "shadow",
@@ -196,4 +196,4 @@ class LocalRollout:
 
     def status(self) -> dict[str, Any]:
         """The ModelDeployment status, as the operator would write it."""
-        return self.doc or {"phase": "Pending"}
+        return self.doc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -11,31 +10,23 @@ from concurrent.futures import ThreadPoolExecutor
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_operator.canary.metrics import Counters, VariantMetrics, difference, summarize
-from mlops_operator.metrics_sources.source import Reading, Window
-from model_server.metric_names import FEEDBACK, REQUEST_DURATION, REQUESTS
+from mlops_operator.metrics_sources.source import LATENCY_BUCKETS, Reading, Window, bound, counters
 
 log = logging.getLogger(__name__)
 
 
 def parse_exposition(text: str) -> Counters:
     """A model server's cumulative counters from its Prometheus text exposition."""
-    totals = {"requests": 0.0, "errors": 0.0, "correct": 0.0, "incorrect": 0.0}
+    samples = []
     buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == f"{REQUESTS}_total":
-                totals["requests"] += sample.value
-                if sample.labels.get("code", "").startswith("5"):
-                    totals["errors"] += sample.value
-            elif sample.name == f"{REQUEST_DURATION}_bucket":
-                le = sample.labels["le"]
-                bound = math.inf if le == "+Inf" else float(le)
-                buckets[bound] = buckets.get(bound, 0.0) + sample.value
-            elif sample.name == f"{FEEDBACK}_total":
-                outcome = sample.labels.get("outcome", "")
-                if outcome in ("correct", "incorrect"):
-                    totals[outcome] += sample.value
-    return Counters(buckets=buckets, **totals)
+            if sample.name == LATENCY_BUCKETS:
+                le = bound(sample.labels["le"])
+                buckets[le] = buckets.get(le, 0.0) + sample.value
+            else:
+                samples.append((sample.name, sample.labels, sample.value))
+    return counters(samples, buckets)
 
 
 def scrape(url: str, timeout: float = 5.0) -> Counters:

@@ -12,9 +12,15 @@ from typing import Any
 
 from mlops_operator import defaults
 from mlops_operator.canary.metrics import Counters, VariantMetrics, summarize
-from mlops_operator.metrics_sources.source import Reading, Window
+from mlops_operator.metrics_sources.source import (
+    COUNTED,
+    LATENCY_BUCKETS,
+    Reading,
+    Window,
+    bound,
+    counters,
+)
 from mlops_operator.objects import VARIANTS
-from model_server.metric_names import FEEDBACK, REQUEST_DURATION, REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +63,12 @@ class PrometheusSource:
         """The variant's counter increases over ``window`` seconds ending at ``at``."""
         sel = self.selector.format(namespace=namespace, name=name, variant=variant)
         rng = f"[{max(1, round(window))}s]"
-        requests = errors = 0.0
-        for code, value in self._by(
-            f"sum by (code) (increase({REQUESTS}_total{{{sel}}}{rng}))", "code", at
-        ):
-            requests += value
-            if code.startswith("5"):
-                errors += value
-        buckets = {
-            math.inf if le == "+Inf" else float(le): value
-            for le, value in self._by(
-                f"sum by (le) (increase({REQUEST_DURATION}_bucket{{{sel}}}{rng}))",
-                "le",
-                at,
-            )
-        }
-        feedback = dict(
-            self._by(f"sum by (outcome) (increase({FEEDBACK}_total{{{sel}}}{rng}))", "outcome", at)
-        )
-        return Counters(
-            requests=requests,
-            errors=errors,
-            buckets=buckets,
-            correct=feedback.get("correct", 0.0),
-            incorrect=feedback.get("incorrect", 0.0),
-        )
+        samples = []
+        for metric, label in dict.fromkeys((s.metric, s.label) for s in COUNTED):
+            expr = f"sum by ({label}) (increase({metric}_total{{{sel}}}{rng}))"
+            samples += [(f"{metric}_total", {label: v}, n) for v, n in self._by(expr, label, at)]
+        expr = f"sum by (le) (increase({LATENCY_BUCKETS}{{{sel}}}{rng}))"
+        return counters(samples, {bound(le): n for le, n in self._by(expr, "le", at)})
 
     def read(
         self, namespace: str, name: str, variants: Iterable[str], since: float, at: float
