@@ -343,6 +343,12 @@ def test_healthy_canary_steps_up_and_is_promoted(
     # Promoted stays promoted (the canary's digest is remembered).
     time.sleep(2)
     assert read(custom, "healthy")["status"]["phase"] == "Promoted"
+    # The outcome is a condition, so scripts wait on it as they wait on a Job.
+    cluster.kubectl(
+        "wait", "-n", NAMESPACE, "--for=condition=Promoted", "mdep/healthy", "--timeout=10s"
+    )
+    assert condition(status, "RolledBack")["status"] == "False"
+    assert "last step passed" in condition(status, "Promoted")["message"]
 
 
 def test_failing_canary_is_rolled_back_with_the_numbers(
@@ -381,6 +387,11 @@ def test_failing_canary_is_rolled_back_with_the_numbers(
     assert status["analysis"]["canary"]["errorRate"] == pytest.approx(0.25, abs=0.05)
     assert status["analysis"]["failures"] == 2
     canary_gone(cluster, "failing")
+    cluster.kubectl(
+        "wait", "-n", NAMESPACE, "--for=condition=RolledBack", "mdep/failing", "--timeout=10s"
+    )
+    assert condition(status, "RolledBack")["message"] == degraded["message"]
+    assert condition(status, "Promoted")["status"] == "False"
     warnings = [(r, m) for t, r, m in events(cluster, "failing") if t == "Warning"]
     assert warnings
     assert warnings[0][0] == "AnalysisFailed"

@@ -199,6 +199,7 @@ def test_a_healthy_canary_walks_its_steps_to_promotion(
     api.put(trainingjob("iris-v2", "Succeeded", V2))
     reconcile(api, T0)
     assert (api.status["phase"], api.status["canaryWeight"]) == ("Progressing", 20)
+    assert api.condition("Promoted")["status"] == api.condition("RolledBack")["status"] == "False"
     assert api.status["canary"]["digest"] == V2["digest"]
     assert ("Deployment", "iris-canary") in api.objects
     reconcile(api, T0 + 10)  # the interval is not over: nothing measured, nothing moves
@@ -214,6 +215,10 @@ def test_a_healthy_canary_walks_its_steps_to_promotion(
     assert api.status["promoted"]["replaces"] == V1["digest"]
     assert ("Deployment", "iris-canary") not in api.objects
     assert api.condition("Progressing")["reason"] == "Promoted"
+    assert (api.condition("Promoted")["status"], api.condition("RolledBack")["status"]) == (
+        "True",
+        "False",
+    )
     assert ("Normal", "Promoted") in api.events  # type: ignore[attr-defined]
 
 
@@ -233,6 +238,8 @@ def test_a_failing_canary_rolls_back_with_the_numbers(
     degraded = api.condition("Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "AnalysisFailed")
     assert "error rate 0.5000 > maxErrorRate 0.05" in degraded["message"]
+    assert api.condition("RolledBack")["status"] == "True"
+    assert api.condition("Promoted")["status"] == "False"
     assert api.status["stable"]["digest"] == V1["digest"]
     assert ("Warning", "AnalysisFailed") in api.events  # type: ignore[attr-defined]
 

@@ -290,7 +290,8 @@ class ModelDeploymentStatus(ApiModel):
     ) = None
     """Progressing, Paused, Promoted, RolledBack, Stable, Degraded or Failed."""
     conditions: list[Condition] | None = None
-    """Ready, Progressing and Degraded (kubectl wait --for=condition=Ready works)."""
+    """Ready, Progressing, Degraded, and the outcome of the last rollout: Promoted or
+    RolledBack (kubectl wait --for=condition=Promoted works)."""
     stable: VariantStatus | None = None
     canary: VariantStatus | None = None
     canary_weight: int | None = None

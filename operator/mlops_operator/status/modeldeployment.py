@@ -23,7 +23,9 @@ from mlops_operator.status.conditions import condition, parse_time, rfc3339
 
 ACTIVE = ("Progressing", "Paused")
 """Phases in which a canary gets traffic."""
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded")
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "Promoted", "RolledBack")
+OUTCOMES = {"promote": "Promoted", "rollback": "RolledBack"}
+"""The actions that end a rollout, and the condition each one sets True."""
 Snapshot = Mapping[str, Mapping[str, Counters]]
 """Each variant's counters by server at the start of the interval (builtin source)."""
 Conditions = Mapping[str, tuple[bool, str, str]]
@@ -221,6 +223,11 @@ def _conditions(seen: Observation, status: dict[str, Any]) -> dict[str, tuple[bo
             decision.reason if failed_ else "AsExpected",
             decision.message if failed_ else "no failed analysis",
         )
+    if decision.action == "start":
+        for outcome in OUTCOMES.values():
+            types[outcome] = (False, decision.reason, decision.message)
+    elif decision.action in OUTCOMES:
+        types[OUTCOMES[decision.action]] = (True, decision.reason, decision.message)
     if new.phase == "Stable" and seen.canary_waiting is not None:
         status["message"] = f"canary: {seen.canary_waiting.message}"
         types["Progressing"] = (True, seen.canary_waiting.reason, status["message"])
