@@ -31,16 +31,32 @@ class Check:
     """Shown in messages."""
     digits: int = 6
     """Kept in the status."""
+    relative: bool = False
+    """The threshold is a margin around the stable variant's value over the same interval."""
 
     def show(self, value: float) -> str:
         return f"{value:.{self.decimals}f}{self.unit}"
 
-    def missed(self, value: float, threshold: float) -> bool:
-        return value > threshold if self.bound == "max" else value < threshold
+    def limit(self, threshold: float, stable: float | None) -> float | None:
+        """The bound the canary's value must keep (None: nothing to compare with)."""
+        if not self.relative:
+            return threshold
+        if stable is None:
+            return None
+        return stable + threshold if self.bound == "max" else stable - threshold
 
-    def problem(self, value: float, threshold: float) -> str:
+    def missed(self, value: float, limit: float) -> bool:
+        return value > limit if self.bound == "max" else value < limit
+
+    def problem(self, value: float, threshold: float, stable: float | None) -> str:
         sign = ">" if self.bound == "max" else "<"
-        return f"{self.label} {self.show(value)} {sign} {self.spec} {threshold:g}"
+        if not self.relative or stable is None:
+            return f"{self.label} {self.show(value)} {sign} {self.spec} {threshold:g}"
+        margin = "+" if self.bound == "max" else "-"
+        return (
+            f"{self.label} {self.show(value)} {sign} stable's {self.show(stable)} "
+            f"{margin} {self.spec} {threshold:g}"
+        )
 
 
 CHECKS: tuple[Check, ...] = (
@@ -74,4 +90,39 @@ CHECKS: tuple[Check, ...] = (
         label="online accuracy",
         short="accuracy",
     ),
+    Check(
+        "error_rate",
+        "errorRate",
+        "max_error_rate_increase",
+        "maxErrorRateIncrease",
+        "max",
+        label="error rate",
+        short="errorRate",
+        relative=True,
+    ),
+    Check(
+        "latency_p99_ms",
+        "latencyP99Ms",
+        "max_latency_p99_increase_ms",
+        "maxLatencyP99IncreaseMs",
+        "max",
+        label="p99 latency",
+        short="p99",
+        unit="ms",
+        decimals=1,
+        digits=3,
+        relative=True,
+    ),
+    Check(
+        "accuracy",
+        "accuracy",
+        "max_accuracy_drop",
+        "maxAccuracyDrop",
+        "min",
+        label="online accuracy",
+        short="accuracy",
+        relative=True,
+    ),
 )
+ABSOLUTE: tuple[Check, ...] = tuple(check for check in CHECKS if not check.relative)
+"""One check per metric: what VariantMetrics holds and the status shows."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
-from mlops_operator.canary.checks import CHECKS
+from mlops_operator.canary.checks import ABSOLUTE, CHECKS
 from mlops_operator.canary.metrics import VariantMetrics
 
 DEFAULT_STEPS = (10, 25, 50)
@@ -60,6 +60,10 @@ class Thresholds:
     min_accuracy: float | None = None
     min_requests: int = 20
     failure_limit: int = 2
+    max_error_rate_increase: float | None = None
+    max_latency_p99_increase_ms: float | None = None
+    max_accuracy_drop: float | None = None
+    """The relative thresholds: margins around the stable variant's values."""
 
 
 @dataclass(frozen=True)
@@ -153,15 +157,18 @@ def _describe(metrics: VariantMetrics | None) -> str:
     if metrics is None:
         return "no metrics"
     parts = [f"requests={metrics.requests:g}"]
-    for check in CHECKS:
+    for check in ABSOLUTE:
         value = getattr(metrics, check.metric)
         if value is not None:
             parts.append(f"{check.short}={check.show(value)}")
     return " ".join(parts)
 
 
-def evaluate(thresholds: Thresholds, canary: VariantMetrics | None) -> tuple[Verdict, str]:
-    """The verdict on a canary's interval, and why, with the measured numbers."""
+def evaluate(
+    thresholds: Thresholds, canary: VariantMetrics | None, stable: VariantMetrics | None = None
+) -> tuple[Verdict, str]:
+    """The verdict on a canary's interval, and why, with the measured numbers; ``stable`` is
+    the stable variant's interval, for the relative thresholds."""
     if canary is None:
         return "Inconclusive", "no metrics could be read for the canary"
     if canary.requests < thresholds.min_requests:
@@ -170,9 +177,13 @@ def evaluate(thresholds: Thresholds, canary: VariantMetrics | None) -> tuple[Ver
         )
     problems = []
     for check in CHECKS:
-        value, limit = getattr(canary, check.metric), getattr(thresholds, check.threshold)
-        if value is not None and limit is not None and check.missed(value, limit):
-            problems.append(check.problem(value, limit))
+        value, threshold = getattr(canary, check.metric), getattr(thresholds, check.threshold)
+        if value is None or threshold is None:
+            continue
+        baseline = getattr(stable, check.metric) if stable is not None else None
+        limit = check.limit(threshold, baseline)
+        if limit is not None and check.missed(value, limit):
+            problems.append(check.problem(value, threshold, baseline))
     if problems:
         return "Failed", "; ".join(problems) + f" ({_describe(canary)})"
     return "Passed", f"within thresholds ({_describe(canary)})"
@@ -184,17 +195,20 @@ def decide(
     canary: str | None,
     now: float,
     observed: VariantMetrics | None = None,
+    *,
+    baseline: VariantMetrics | None = None,
 ) -> Decision:
     """The next move of the rollout.
 
     ``canary`` identifies the canary model wanted (its digest), None without a canary or while
-    it cannot be resolved. ``observed`` is the canary's metrics since ``state.since``; it is
-    read only when an analysis is due (the caller may pass None when it is not).
+    it cannot be resolved. ``observed`` is the canary's metrics since ``state.since`` and
+    ``baseline`` the stable variant's over the same interval; they are read only when an
+    analysis is due (the caller may pass None when it is not).
     """
     decision = _lifecycle(plan, state, canary, now)
     if decision is not None:
         return decision
-    return _analyse(plan, state, now, observed)
+    return _analyse(plan, state, now, observed, baseline)
 
 
 def _lifecycle(plan: Plan, state: RolloutState, canary: str | None, now: float) -> Decision | None:  # noqa: PLR0911 (one return per state)
@@ -257,9 +271,13 @@ def _lifecycle(plan: Plan, state: RolloutState, canary: str | None, now: float) 
 
 
 def _analyse(
-    plan: Plan, state: RolloutState, now: float, observed: VariantMetrics | None
+    plan: Plan,
+    state: RolloutState,
+    now: float,
+    observed: VariantMetrics | None,
+    baseline: VariantMetrics | None,
 ) -> Decision:
-    verdict, why = evaluate(plan.thresholds, observed)
+    verdict, why = evaluate(plan.thresholds, observed, baseline)
     window = replace(state, since=now)
     if verdict == "Inconclusive":
         return Decision(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from mlops_operator.canary.checks import CHECKS
+from mlops_operator.canary.checks import ABSOLUTE
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ class VariantMetrics:
     def to_status(self) -> dict[str, Any]:
         """The status form (the VariantAnalysis API model)."""
         out: dict[str, Any] = {"requests": round(self.requests, 3)}
-        for check in CHECKS:
+        for check in ABSOLUTE:
             value = getattr(self, check.metric)
             if value is not None:
                 out[check.status] = round(value, check.digits)

@@ -154,8 +154,9 @@ class Reconciliation:
             snapshot=mdstatus.snapshot_from_status(self.status),
         )
         reading = source.measure(window) if due(plan, state, identity, self.now) else None
+        measured = reading.metrics if reading else {}
         decision = decide(
-            plan, state, identity, self.now, reading.metrics.get("canary") if reading else None
+            plan, state, identity, self.now, measured.get("canary"), baseline=measured.get("stable")
         )
         promoted = self.status.get("promoted")
         if decision.action == "promote" and canary is not None:

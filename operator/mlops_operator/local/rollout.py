@@ -134,8 +134,15 @@ class LocalRollout:
         )
         due_now = due(self.plan, self.state, canary_id, now)
         reading = self.source.measure(window) if due_now else None
-        observed = reading.metrics.get("canary") if reading else None
-        decision = decide(self.plan, self.state, canary_id, now, observed)
+        measured = reading.metrics if reading else {}
+        decision = decide(
+            self.plan,
+            self.state,
+            canary_id,
+            now,
+            measured.get("canary"),
+            baseline=measured.get("stable"),
+        )
         if decision.new_window:
             begun = reading.snapshot if reading else self.source.begin(window)
             self.snapshot = begun or {}
