@@ -158,3 +158,42 @@ def test_status_without_a_run_says_so(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "nothing has run" in result.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_ab_test_and_shadow_reuse_earlier_models_and_end(tmp_path: Path) -> None:
+    """The A/B and shadow examples as the docs run them: alone they name the TrainingJob to
+    add; after the models were trained in the same home they reuse them, are judged for
+    --analyses intervals and end, each variant with its own online accuracy."""
+    alone = subprocess.run(
+        mlops("up", "-f", str(EXAMPLES / "modeldeployment-abtest.yaml"), home=tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert alone.returncode == 1
+    assert alone.stderr.count("\n") == 1, alone.stderr
+    assert "spec.stable.model.trainingJob cancer-v1 is neither in the manifests" in alone.stderr
+    assert "Traceback" not in alone.stdout + alone.stderr
+    quickstart = EXAMPLES / "quickstart"
+    train = mlops(
+        "up", "-f", str(quickstart / "01-trainingjob-v1.yaml"), "-f",
+        str(quickstart / "02-trainingjob-v2.yaml"), home=tmp_path,
+    )  # fmt: skip
+    assert subprocess.run(train, capture_output=True, check=False).returncode == 0
+    up = mlops(
+        "up", "-f", str(EXAMPLES / "modeldeployment-abtest.yaml"), "-f",
+        str(EXAMPLES / "modeldeployment-shadow.yaml"), "--traffic", "20", "--analyses", "1",
+        home=tmp_path,
+    )  # fmt: skip
+    result = subprocess.run(up, capture_output=True, text=True, check=False, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cancer-v1: reusing the model trained earlier" in result.stdout
+    final = status(tmp_path)["modelDeployments"]
+    ab, shadow = final["cancer-ab"]["status"], final["cancer-shadow"]["status"]
+    assert ab["phase"] == shadow["phase"] == "Progressing"
+    assert ab["canary"]["weight"] == 30
+    assert shadow["canary"]["weight"] == 100  # its share of mirrored traffic
+    for judged in (ab, shadow):
+        assert judged["analysis"]["verdict"] in ("Passed", "Failed")
+        assert judged["analysis"]["stable"]["accuracy"] is not None
+        assert judged["analysis"]["canary"]["accuracy"] is not None

@@ -48,17 +48,30 @@ def local() -> None:
     help="Send this many requests a second of the training data (with feedback).",
 )
 @click.option("--watch", is_flag=True, help="Keep serving after the rollout ends (Ctrl-C stops).")
+@click.option(
+    "--analyses",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="abTest, shadow and a fixed canaryWeight never end by themselves: stop after this "
+    "many judged analysis intervals.",
+)
 @home_option
-def up(paths: tuple[Path, ...], traffic: float, watch: bool, home: Path | None) -> None:
+def up(
+    paths: tuple[Path, ...], traffic: float, watch: bool, analyses: int, home: Path | None
+) -> None:
     """Train the TrainingJobs, serve the ModelDeployments and roll their canaries out.
 
-    Exits when every rollout has ended: 0 when promoted or stable, 2 when rolled back,
-    1 on an error.
+    Exits when every rollout has ended (a canary with steps: promoted or rolled back; abTest,
+    shadow and a fixed canaryWeight: after --analyses judged intervals): 0 when promoted or
+    stable or judged, 2 when rolled back, 1 on an error. TrainingJobs named by a
+    ModelDeployment but not given are taken from an earlier run in the same --home.
     """
     from mlops_operator.local.runner import LocalError, Runner  # heavy: sklearn, nginx, ...
 
     try:
-        code = Runner(_home(home), paths, traffic=traffic, watch=watch).up()
+        runner = Runner(_home(home), paths, traffic=traffic, watch=watch, analyses=analyses)
+        code = runner.up()
     except (ManifestError, LocalError) as error:
         _fail(str(error))
     sys.exit(code)

@@ -16,7 +16,7 @@ from mlops_operator.canary.metrics import Counters
 from mlops_operator.canary.resolve import ServedModel, Waiting, resolve
 from mlops_operator.local.home import Home
 from mlops_operator.local.processes import stop
-from mlops_operator.local.serving import ModelServer, Router, start_model_server
+from mlops_operator.local.serving import ModelServer, Router, ServingError, start_model_server
 from mlops_operator.metrics_sources import BuiltinSource, Window
 from mlops_operator.objects import VariantName
 from mlops_operator.status.modeldeployment import Observation, Servers, compose
@@ -57,6 +57,8 @@ class LocalRollout:
         trainingjobs: Mapping[str, Mapping[str, Any]],
         router_port: int,
         log: Callable[[str], None],
+        *,
+        analyses: int = 3,
     ) -> None:
         self.home = home
         self.deployment = deployment
@@ -70,6 +72,9 @@ class LocalRollout:
         self.stable: ModelServer | None = None
         self.canary: ModelServer | None = None
         self.doc: dict[str, Any] = {}
+        self.analyses = analyses
+        """Judged intervals after which a rollout that never ends by itself is done."""
+        self.judged = 0
         self.stable_model = self._model("stable", deployment.spec.stable.model, trainingjobs)
         canary = deployment.spec.canary
         self.canary_model = self._model("canary", canary.model, trainingjobs) if canary else None
@@ -84,14 +89,25 @@ class LocalRollout:
         return found
 
     @property
+    def ends_by_itself(self) -> bool:
+        """A canary with steps is promoted or rolled back; abTest (unless promote is set),
+        shadow and a fixed canaryWeight are judged for as long as they run."""
+        plan = self.plan
+        if plan.strategy == "abTest":
+            return plan.ab_promote
+        return plan.strategy == "canary" and plan.canary_weight is None
+
+    @property
     def finished(self) -> bool:
-        return self.state.phase in FINAL_PHASES or (
-            self.canary_model is None and self.state.phase == "Stable"
-        )
+        if self.state.phase in FINAL_PHASES:
+            return True
+        if self.canary_model is None:
+            return self.state.phase == "Stable"
+        return not self.ends_by_itself and self.judged >= self.analyses
 
     def start(self) -> None:
         if self.stable_model is None:
-            raise RuntimeError(f"{self.name}: no stable model to serve")
+            raise ServingError(f"{self.name}: no stable model to serve (see the line above)")
         self.stable = self._serve("stable", self.stable_model)
         if self.canary_model is not None:
             self.canary = self._serve("canary", self.canary_model)
@@ -149,6 +165,8 @@ class LocalRollout:
         self._act(decision)
         self.state = decision.state
         self._write(decision, reading.metrics if reading else None, now)
+        if decision.verdict in ("Passed", "Failed"):
+            self.judged += 1
         if decision.transition or decision.verdict:
             self.log(f"{self.name}: {decision.reason}: {decision.message}")
         self._route()
