@@ -197,3 +197,28 @@ def test_ab_test_and_shadow_reuse_earlier_models_and_end(tmp_path: Path) -> None
         assert judged["analysis"]["verdict"] in ("Passed", "Failed")
         assert judged["analysis"]["stable"]["accuracy"] is not None
         assert judged["analysis"]["canary"]["accuracy"] is not None
+
+
+def test_a_rollout_without_traffic_says_how_to_send_some(tmp_path: Path) -> None:
+    up = subprocess.Popen(
+        mlops("up", "-f", str(EXAMPLES / "rollback"), home=tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline, hints = time.monotonic() + 240, []
+        while time.monotonic() < deadline and not hints:
+            if (tmp_path / "state.json").exists():
+                hints = [e for e in status(tmp_path).get("events", []) if "hint:" in e]
+            time.sleep(1)
+        assert hints, "no hint while every step was held"
+        assert "--traffic 20" in hints[0]
+        assert "/v2/models/wine/infer" in hints[0]
+        subprocess.run(mlops("down", home=tmp_path), capture_output=True, check=True)
+        output, _ = up.communicate(timeout=60)
+        assert output.count("hint:") == 1  # said once, not every interval
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.communicate()

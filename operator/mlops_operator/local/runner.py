@@ -254,9 +254,19 @@ class Runner:
         self.event(f"{rollout.name}: sending {self.traffic:g} requests/s with feedback")
 
     def _roll_out(self) -> int:
+        hinted: set[str] = set()
         while True:
             for rollout in self.rollouts:
-                rollout.tick()
+                decision = rollout.tick()
+                quiet = self.traffic == 0 and decision.reason == "AnalysisInconclusive"
+                if quiet and rollout.name not in hinted:
+                    hinted.add(rollout.name)
+                    self.event(
+                        f"{rollout.name}: hint: no requests are being sent, so every step is "
+                        "held; run `up` with --traffic 20 to send the training data with "
+                        f"feedback, or send requests to {rollout.router.url}/v2/models/"
+                        f"{rollout.name}/infer"
+                    )
             self.save()
             if not self.watch and all(rollout.finished for rollout in self.rollouts):
                 break
