@@ -65,7 +65,7 @@ def read_bytes(uri: str) -> bytes:
     except store.StoreError as error:
         raise DataUnreadableError(f"dataset {uri}: {error}") from None
     except FileNotFoundError:
-        raise DataUnreadableError(f"dataset {uri}: no such file") from None
+        raise DataUnreadableError(f"dataset {uri}: no such file{_looked_at(uri)}") from None
     except IsADirectoryError:
         raise DataUnreadableError(f"dataset {uri}: is a directory, not a file") from None
     except Exception as error:  # network, permissions, credentials: all "cannot read"
@@ -73,6 +73,16 @@ def read_bytes(uri: str) -> bytes:
         cause = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
         raise DataUnreadableError(f"dataset {uri}: cannot read it ({cause})") from None
     return content
+
+
+def _looked_at(uri: str) -> str:
+    """Where a local URI was looked for: pvc:// is read under $MLOPS_PVC_ROOT."""
+    path = store.local_path(uri)
+    if path is None or str(path) == uri:
+        return ""
+    if uri.startswith("pvc://"):
+        return f" (looked at {path}; pvc:// URIs are read under ${store.PVC_ROOT_ENV})"
+    return f" (looked at {path})"
 
 
 def file_format(spec: Dataset) -> str:

@@ -47,14 +47,34 @@ def crds(output_dir: Path | None) -> None:
 @main.command()
 @manifest_paths
 def validate(paths: tuple[Path, ...]) -> None:
-    """Check TrainingJob and ModelDeployment manifests without a cluster."""
+    """Check TrainingJob and ModelDeployment manifests without a cluster.
+
+    Beyond what the API server checks: a TrainingJob's estimator and its parameters, and
+    its data when it is reachable from here (a local file, pvc:// under $MLOPS_PVC_ROOT).
+    """
     try:
         resources = manifests.load(paths)
     except manifests.ManifestError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+    failed = False
     for resource in resources:
-        click.echo(f"{resource.kind.lower()}/{resource.metadata.name} valid")
+        name = f"{resource.kind.lower()}/{resource.metadata.name}"
+        problems = _preflight(resource)
+        for problem in problems:
+            click.echo(f"error: {name}: {problem}", err=True)
+        failed = failed or bool(problems)
+        if not problems:
+            click.echo(f"{name} valid")
+    sys.exit(1 if failed else 0)
+
+
+def _preflight(resource: manifests.Resource) -> list[str]:
+    if resource.kind != "TrainingJob":
+        return []
+    from trainer import preflight  # imports scikit-learn: only when there is one to check
+
+    return preflight.problems(resource.spec)
 
 
 @main.command()
