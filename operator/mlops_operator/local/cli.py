@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
+from rich.live import Live
 
 from mlops_operator.cli_options import manifest_paths
 from mlops_operator.local import display
@@ -79,23 +83,30 @@ def up(
 
 @local.command()
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@click.option("-w", "--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
 @home_option
-def status(output: str, home: Path | None) -> None:
+def status(output: str, watch: bool, home: Path | None) -> None:
     """Show what `mlops local up` is doing, or did last."""
     where = _home(home)
-    state = where.read_state()
-    if state is None:
+    if where.read_state() is None:
         _fail(f"nothing has run with home {where.root}")
-        return
-    state["running"] = bool(state.get("pid")) and pid_alive(state["pid"])
     if output == "json":
-        click.echo(json.dumps(state, indent=2, sort_keys=True))
+        click.echo(json.dumps(_state(where), indent=2, sort_keys=True))
         return
-    console = Console()
-    console.print(display.render(state))
-    console.print(
-        "running" if state["running"] else f"not running (stopped {state.get('stopped')})"
-    )
+    console = Console(width=max(shutil.get_terminal_size((120, 40)).columns, 100))
+    if not watch:
+        console.print(display.screen(_state(where)))
+        return
+    with contextlib.suppress(KeyboardInterrupt), Live(console=console) as live:
+        while True:
+            live.update(display.screen(_state(where)))
+            time.sleep(1)
+
+
+def _state(where: Home) -> dict[str, Any]:
+    state = where.read_state() or {}
+    state["running"] = bool(state.get("pid")) and pid_alive(state["pid"])
+    return state
 
 
 @local.command()
