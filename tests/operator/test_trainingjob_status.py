@@ -194,6 +194,23 @@ def test_unschedulable_pod_stays_pending_with_the_scheduler_message() -> None:
     assert "Insufficient memory" in outcome.message
 
 
+def test_a_missing_model_store_claim_says_where_and_what_to_do() -> None:
+    stuck = pod(phase="Pending")
+    stuck["status"]["conditions"] = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": 'persistentvolumeclaim "mlops-models" not found. not found',
+        }
+    ]
+    outcome = observe(job(active=1), [stuck])
+    assert (outcome.phase, outcome.reason) == ("Pending", "ModelStoreClaimMissing")
+    assert "the claim mlops-models does not exist in namespace team-a" in outcome.message
+    assert "operator.watchNamespaces" in outcome.message
+    assert "spec.output.uri" in outcome.message
+
+
 def test_completed_without_result_is_a_failure_that_says_so() -> None:
     pods = [pod(phase="Succeeded", state=terminated(0, "not json"))]
     outcome = observe(job([true("Complete")]), pods)

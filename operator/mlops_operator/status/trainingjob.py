@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ CONDITION_TYPES = ("Running", "Succeeded", "Failed")
 
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError")
+MISSING_CLAIM = re.compile(r'persistentvolumeclaim "([^"]+)" not found')
+"""The scheduler's words for a Pod whose claim does not exist."""
 HEADLINE_METRICS = ("accuracy", "r2", "f1_macro", "roc_auc", "mse", "mae")
 
 
@@ -250,6 +253,18 @@ def _in_progress(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> O
         pod = latest["metadata"]["name"]
         scheduled = find(latest.get("status", {}).get("conditions"), "PodScheduled")
         if scheduled is not None and scheduled.get("status") == "False":
+            claim = MISSING_CLAIM.search(str(scheduled.get("message") or ""))
+            if claim is not None:
+                namespace = latest["metadata"].get("namespace", "default")
+                return Outcome(
+                    PENDING,
+                    "ModelStoreClaimMissing",
+                    f"Pod {pod} cannot start: the claim {claim.group(1)} does not exist in "
+                    f"namespace {namespace} (the Helm chart creates its model-store claim in "
+                    "its own namespace and in operator.watchNamespaces): create the claim "
+                    "here, add this namespace to the chart's operator.watchNamespaces, or set "
+                    "spec.output.uri (docs/install.md#helm)",
+                )
             return Outcome(
                 PENDING,
                 str(scheduled.get("reason") or "Unschedulable"),
