@@ -79,7 +79,9 @@ class DataPlane:
         ).set(1)
         self.decoder = Decoder(loaded, self.settings.max_rows)
         self.drift = DriftMonitor(loaded.metadata, loaded.feature_names, self.settings.drift_window)
-        self.feedback_store = FeedbackStore(self.settings.feedback_capacity, loaded.is_classifier)
+        self.feedback_store = FeedbackStore(
+            self.settings.feedback_capacity, loaded.is_classifier, loaded.classes
+        )
         metrics.add_collector(self._collect_gauges)
         self._batcher = AdaptiveBatcher(
             self._predict_batch,

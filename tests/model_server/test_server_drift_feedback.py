@@ -56,6 +56,14 @@ def test_feedback_accuracy_and_bounds() -> None:
         store.record("b", [2])  # each id is accepted once
 
 
+def test_feedback_names_a_class_of_the_model() -> None:
+    store = FeedbackStore(capacity=10, classification=True, classes=["no", "yes"])
+    store.remember("a", ["yes"])
+    with pytest.raises(InvalidInput, match=r"truth 1 is not a class of this model .*'no', 'yes'"):
+        store.record("a", [1])
+    assert store.record("a", ["yes"]).correct == 1  # the refused feedback consumed nothing
+
+
 def test_feedback_row_count_must_match() -> None:
     store = FeedbackStore(capacity=10, classification=True)
     store.remember("a", [0, 1])
