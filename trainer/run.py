@@ -143,7 +143,8 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         progress(f"best of {fitted.candidates} candidates: {fitted.best_params}")
     partial["best_params"] = fitted.best_params
     partial["cv_scoring"] = fitted.cv_scoring
-    partial["warnings"] = fitted.warnings or None
+    noted = [f"column {c!r} left out: {why}" for c, why in data.dropped_columns.items()]
+    partial["warnings"] = [*noted, *data.notes, *fitted.warnings] or None
 
     progress(f"evaluating on {len(x_test)} held-out rows")
     evaluation = evaluate.evaluate(data.task, fitted.pipeline, x_test, y_test)
@@ -236,6 +237,14 @@ def _load(
             f"dataset {source}: the target {data.target_name!r} has a single class"
         )
     data_report = report.data_report(data.frame, data.target, data.task)
+    if data.dropped_columns:
+        data_report["droppedColumns"] = data.dropped_columns
+    if data.notes:
+        data_report["notes"] = data.notes
+    for column, why in data.dropped_columns.items():
+        progress(f"column {column!r} left out of the features: {why}", level="warning")
+    for note in data.notes:
+        progress(note, level="warning")
     partial["data"] = DataSummary(
         rows=data_report["rows"],
         duplicates=data_report["duplicates"],
