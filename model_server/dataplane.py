@@ -78,7 +78,12 @@ class DataPlane:
             loaded.name, self.settings.variant, loaded.version, loaded.digest
         ).set(1)
         self.decoder = Decoder(loaded, self.settings.max_rows)
-        self.drift = DriftMonitor(loaded.metadata, loaded.feature_names, self.settings.drift_window)
+        self.drift = DriftMonitor(
+            loaded.metadata,
+            loaded.feature_names,
+            self.settings.drift_window,
+            min_rows=self.settings.drift_min_rows,
+        )
         self.feedback_store = FeedbackStore(
             self.settings.feedback_capacity, loaded.is_classifier, loaded.classes
         )
@@ -302,6 +307,14 @@ class DataPlane:
         )
         for feature, value in self.drift.psi().items():
             drift.add_metric([*labels, feature], value)
+        rows = metrics.gauge_family(
+            "mlops_feature_drift_rows",
+            "The recent served rows mlops_feature_drift_psi is based on (at most the window); "
+            "no PSI is reported below the server's drift_min_rows.",
+            [],
+        )
+        if self.drift.enabled:
+            rows.add_metric(labels, self.drift.effective_rows)
         accuracy = metrics.gauge_family(
             "mlops_online_accuracy",
             "Fraction of rows with feedback whose prediction was correct (classifiers).",
@@ -310,7 +323,7 @@ class DataPlane:
         share = self.feedback_store.accuracy()
         if share is not None:
             accuracy.add_metric(labels, share)
-        return [drift, accuracy]
+        return [drift, rows, accuracy]
 
 
 def _datatype_of_dtype(dtype: np.dtype[Any]) -> str:

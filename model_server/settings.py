@@ -80,6 +80,12 @@ class ServerSettings(BaseSettings):
         description="Effective number of recent rows in the served-input statistics that drift "
         "(PSI) is computed from (an exponentially decaying histogram).",
     )
+    drift_min_rows: int = Field(
+        default=100,
+        ge=1,
+        description="Rows served before drift (PSI) is reported: a handful of rows gives any "
+        "PSI at all. mlops_feature_drift_rows says how many rows it is based on.",
+    )
     graceful_timeout: int = Field(
         default=30,
         ge=0,

@@ -272,6 +272,7 @@ def test_drift_moves_with_shifted_inputs(server: str) -> None:
     after = metric_samples(server)
     assert value(after, "mlops_feature_drift_psi", feature="sepal_length") > 1.0
     assert value(after, "mlops_feature_drift_psi", feature="sepal_width") < 0.25
+    assert value(after, "mlops_feature_drift_rows") >= 500  # what the PSI is based on
 
 
 def test_feedback_moves_online_accuracy(server: str) -> None:
