@@ -57,3 +57,14 @@ def test_a_stopped_run_claims_nothing_ready() -> None:
     canary = next(line for line in lines if "cancer-v2" in line)
     assert "1/1" not in canary
     assert lines[-1].startswith("not running (stopped 2026-12-02T01:00:00Z)")
+
+
+def test_a_stable_only_deployment_shows_what_its_server_counted() -> None:
+    doc = state(running=True)
+    deployment = doc["modelDeployments"]["cancer"]
+    deployment["status"].pop("canary")
+    deployment["status"]["analysis"] = None
+    deployment["served"] = {"stable": {"requests": 35, "errorRate": 0.0, "accuracy": 0.75}}
+    stable = next(line for line in shown(doc) if "cancer-v1" in line)
+    assert "35" in stable
+    assert "75.0%" in stable

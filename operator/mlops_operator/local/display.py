@@ -70,7 +70,7 @@ def deployment_table(name: str, deployment: dict[str, Any], running: bool = True
         served = status.get(variant)
         if not served:
             continue
-        numbers = analysis.get(variant) or {}
+        numbers = analysis.get(variant) or (deployment.get("served") or {}).get(variant) or {}
         table.add_row(
             variant,
             served.get("model", "-"),

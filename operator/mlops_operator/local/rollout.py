@@ -12,7 +12,7 @@ from mlops_operator.api.common import ModelRef
 from mlops_operator.builders.modeldeployment import split_for
 from mlops_operator.canary import Decision, Plan, RolloutState, VariantMetrics, decide
 from mlops_operator.canary.machine import due
-from mlops_operator.canary.metrics import Counters
+from mlops_operator.canary.metrics import Counters, summarize, total
 from mlops_operator.canary.resolve import ServedModel, Waiting, resolve
 from mlops_operator.local.home import Home
 from mlops_operator.local.processes import stop
@@ -218,6 +218,16 @@ class LocalRollout:
             measured=measured,
         )
         self.doc = compose(self.doc, None, seen, now)
+
+    def served(self) -> dict[str, Any]:
+        """Each live variant's numbers since its server started (what `status` shows when no
+        analysis has judged it, e.g. a stable-only deployment)."""
+        now = self.source.snapshot(self._targets())
+        return {
+            variant: summarize(total(list(servers.values()))).to_status()
+            for variant, servers in now.items()
+            if servers
+        }
 
     def status(self) -> dict[str, Any]:
         """The ModelDeployment status, as the operator would write it."""

@@ -26,6 +26,8 @@ from mlops_operator.local.training import train
 from trainer import data as training_data
 
 TICK_SECONDS = 0.5
+SERVED_EVERY = 2.0
+"""Seconds between reads of the servers' own counters for `status`."""
 EXIT_OK, EXIT_ERROR, EXIT_ROLLED_BACK = 0, 1, 2
 
 
@@ -127,7 +129,7 @@ class Runner:
     def save(self) -> None:
         self.state["processes"] = running()
         for rollout in self.rollouts:
-            self.state["modelDeployments"][rollout.name] = {"status": rollout.status()}
+            self.state["modelDeployments"].setdefault(rollout.name, {})["status"] = rollout.status()
         for load in self.loads:
             tally = load.tally
             self.state["modelDeployments"][load.model]["traffic"] = {
@@ -255,7 +257,14 @@ class Runner:
 
     def _roll_out(self) -> int:
         hinted: set[str] = set()
+        counted_at = 0.0
         while True:
+            if time.monotonic() - counted_at >= SERVED_EVERY:
+                counted_at = time.monotonic()
+                for rollout in self.rollouts:
+                    self.state["modelDeployments"].setdefault(rollout.name, {})["served"] = (
+                        rollout.served()
+                    )
             for rollout in self.rollouts:
                 decision = rollout.tick()
                 quiet = self.traffic == 0 and decision.reason == "AnalysisInconclusive"
