@@ -58,6 +58,11 @@ class DataPlane:
             self.settings.model_digest,
             name=self.settings.model_name,
             allow_pickle=self.settings.allow_pickle,
+            options=model.RuntimeOptions(
+                self.settings.runtime,
+                self.settings.onnx_intra_op_threads,
+                self.settings.onnx_inter_op_threads,
+            ),
         )
         self._install(loaded)
         return loaded
@@ -77,6 +82,7 @@ class DataPlane:
         metrics.model_info.labels(
             loaded.name, self.settings.variant, loaded.version, loaded.digest
         ).set(1)
+        metrics.serving_with(loaded.runtime_name)
         self.decoder = Decoder(loaded, self.settings.max_rows)
         self.drift = DriftMonitor(loaded.metadata, loaded.feature_names, self.settings.drift_window)
         self.feedback_store = FeedbackStore(self.settings.feedback_capacity, loaded.is_classifier)
@@ -86,6 +92,7 @@ class DataPlane:
             max_batch_size=self.settings.max_batch_size,
             max_wait=self.settings.max_batch_wait,
             size=lambda item: item.rows,
+            inline=loaded.runtime.inline,
         )
         self._predict_type = (
             datatype_of(np.asarray(loaded.classes)) if loaded.classes is not None else "FP64"
@@ -165,6 +172,7 @@ class DataPlane:
                 "estimator": loaded.metadata.estimator,
                 "digest": loaded.digest,
                 "variant": self.settings.variant,
+                "runtime": loaded.runtime_name,
             },
         }
 
@@ -217,15 +225,17 @@ class DataPlane:
                 for i in range(len(loaded.feature_names))
             ]
         want_proba = any(item.want_proba for item in items)
+        started = time.perf_counter()
         try:
             predictions, probabilities = loaded.predict(columns, want_proba)
         except Exception as error:
             if len(items) > 1:
                 return [r for item in items for r in self._predict_batch([item])]
             return [_model_error(error)]
-        rows = len(predictions)
         metrics = self.metrics
         assert metrics is not None
+        metrics.predict_took(time.perf_counter() - started)
+        rows = len(predictions)
         metrics.batch(rows)
         if loaded.is_classifier:
             labels, counts = np.unique(predictions, return_counts=True)
