@@ -6,8 +6,8 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -32,6 +32,7 @@ from model_server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
+Encoded = TypeVar("Encoded")
 SERVER_NAME = "mlops-model-server"
 EXTENSIONS = ["model_feedback", "metrics"]
 
@@ -185,11 +186,27 @@ class DataPlane:
         body: bytes,
         binary_header_length: int | None = None,
     ) -> bytes:
+        """A REST infer request: its JSON (or binary extension) body -> the JSON response."""
+        return await self.infer_with(
+            name,
+            version,
+            lambda decoder: decoder.decode(body, binary_header_length),
+            encode_response,
+        )
+
+    async def infer_with(
+        self,
+        name: str,
+        version: str | None,
+        decode: Callable[[Decoder], Decoded],
+        encode: Callable[[model.LoadedModel, Decoded, Prediction], Encoded],
+    ) -> Encoded:
+        """Decode, predict (batched), encode, account: what every transport's infer does."""
         start = time.perf_counter()
         try:
             loaded = self._model(name, version)
             assert self._batcher is not None
-            request = self.decoder.decode(body, binary_header_length)
+            request = decode(self.decoder)
             if request.rows:
                 prediction = await self._batcher.submit(request)
             else:  # nothing to predict: no model call
@@ -197,7 +214,7 @@ class DataPlane:
         except ServerError as error:
             self.rejected(error, start)
             raise
-        response = encode_response(loaded, request, prediction)
+        response = encode(loaded, request, prediction)
         self.record(200, start)
         return response
 

@@ -126,11 +126,26 @@ def iris_artifact(directory: Path, *, version: str = "1", onnx: bool = False) ->
 
 @contextlib.contextmanager
 def running_server(settings: ServerSettings, data_plane: DataPlane | None = None) -> Iterator[str]:
-    """An in-process server on a free loopback port, in a thread; yields its base URL."""
+    """An in-process server on a free loopback port, in a thread; yields its base URL.
+
+    gRPC is off unless ``settings.grpc_port`` is set to something else than its default (0: a
+    free port; :func:`running_servers` tells which).
+    """
+    with running_servers(settings, data_plane) as (base_url, _):
+        yield base_url
+
+
+@contextlib.contextmanager
+def running_servers(
+    settings: ServerSettings, data_plane: DataPlane | None = None
+) -> Iterator[tuple[str, str | None]]:
+    """:func:`running_server`, yielding the base URL and the gRPC target (host:port) too."""
     import uvicorn
 
     from model_server.app import create_app
 
+    if "grpc_port" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"grpc_port": -1})
     app = create_app(settings, data_plane or DataPlane(settings), on_fatal=lambda: None)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -155,7 +170,8 @@ def running_server(settings: ServerSettings, data_plane: DataPlane | None = None
             raise RuntimeError("the in-process server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        grpc = f"127.0.0.1:{app.grpc_port}" if app.grpc_port is not None else None
+        yield f"http://127.0.0.1:{port}", grpc
     finally:
         server.should_exit = True
         thread.join(timeout=30)
