@@ -2,7 +2,8 @@
 
 load data -> data report (and the data-quality gate) -> split -> build the pipeline ->
 cross-validate or search, fit -> evaluate on the test set -> feature importance and feature
-statistics -> quality gate -> publish the artifact -> result. Every step is a function of
+statistics -> quality gate -> compile to ONNX and check it on the test set -> publish the
+artifact -> result. Every step is a function of
 its own module; this one only sequences them and turns a failure into a result.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mlops_operator.api.trainingjob import TrainingJobSpec
+from mlops_operator.api.trainingjob import CompiledModel, TrainingJobSpec
 from mlops_operator.api.workload import (
     DataSummary,
     ExitCode,
@@ -25,7 +26,8 @@ from mlops_operator.api.workload import (
     PublishedModel,
     TrainingResult,
 )
-from model_server.artifact import Feature, Metadata
+from model_server import compile as compile_module
+from model_server.artifact import Feature, Metadata, OnnxCheck
 from trainer import data as data_module
 from trainer import estimators, evaluate, gate, pipeline, publish, report, search
 from trainer.errors import (
@@ -38,7 +40,16 @@ from trainer.progress import Progress
 
 RESULT_IMPORTANCE = 10
 """The result names this many most important features (metadata.json has them all)."""
-LIBRARIES = ("scikit-learn", "skops", "numpy", "pandas", "mlops-operator")
+LIBRARIES = (
+    "scikit-learn",
+    "skops",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+    "numpy",
+    "pandas",
+    "mlops-operator",
+)
 
 
 @dataclass(frozen=True)
@@ -168,13 +179,23 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         if data.task == "classification"
         else None
     )
+    features = [Feature(name=c, dtype=str(data.frame[c].dtype)) for c in data.frame.columns]
+    compiled = compile_module.export(fitted.pipeline, features, x_test, data.task, classes)
+    partial["onnx"] = compiled_summary(compiled.check)
+    if compiled.model is not None:
+        progress(
+            f"compiled to ONNX ({len(compiled.model)} bytes): the same answers on "
+            f"{compiled.check.rows} test rows"
+        )
+    else:
+        progress(f"published without model.onnx: {compiled.check.reason}", level="warning")
     meta = Metadata(
         name=request.name,
         version=request.version,
         task=data.task,
         estimator=spec.model.estimator,
         target=data.target_name,
-        features=[Feature(name=c, dtype=str(data.frame[c].dtype)) for c in data.frame.columns],
+        features=features,
         classes=classes,
         metrics={k: None if math.isnan(v) else v for k, v in metrics.items()},
         params=_json_params(fitted.pipeline.named_steps[pipeline.MODEL_STEP].get_params()),
@@ -182,6 +203,7 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         versions=library_versions(),
         data_digest=data.digest,
         feature_stats=stats,
+        onnx=compiled.check,
         namespace=request.namespace,
         confusionMatrix=evaluation.confusion_matrix,
         cvScoring=fitted.cv_scoring,
@@ -200,6 +222,7 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         version=request.version,
         model=model_bytes,
         metadata=meta,
+        onnx=compiled.model,
     )
     progress(f"published {digest}")
     return TrainingResult(
@@ -212,6 +235,19 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         model=PublishedModel(uri=uri, digest=digest, version=request.version),
         duration_seconds=round(progress.elapsed(), 3),
         **partial,
+    )
+
+
+def compiled_summary(check: OnnxCheck) -> CompiledModel:
+    """The result's (and so the status's) view of the ONNX check."""
+    return CompiledModel(
+        verified=check.verified,
+        reason=check.reason,
+        rows=check.rows,
+        labels_equal=check.labels_equal,
+        max_abs_diff=check.max_abs_diff,
+        max_rel_diff=check.max_rel_diff,
+        tolerance=check.tolerance,
     )
 
 

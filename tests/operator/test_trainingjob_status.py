@@ -225,6 +225,27 @@ def test_job_deleted_mid_run_fails() -> None:
     assert status["startTime"] == "2026-11-22T10:00:01Z"
 
 
+def test_success_reports_the_compiled_model_check() -> None:
+    from mlops_operator.api.trainingjob import TrainingJobStatus
+
+    onnx = {"verified": True, "rows": 30, "labelsEqual": True, "maxAbsDiff": 1.2e-7}
+    pods = [pod(phase="Succeeded", state=terminated(0, result(onnx=onnx)))]
+    finished = job([true("Complete")], succeeded=1, completionTime="2026-11-22T10:05:00Z")
+    status, _ = compute(trainingjob(), finished, pods, NOW)
+    assert status["onnx"] == onnx
+    TrainingJobStatus.model_validate(status)
+    unconvertible = {"verified": False, "reason": "skl2onnx cannot convert it"}
+    pods = [pod(phase="Succeeded", state=terminated(0, result(onnx=unconvertible)))]
+    status, _ = compute(trainingjob(), finished, pods, NOW)
+    assert status["onnx"] == unconvertible
+    assert (
+        "onnx"
+        not in compute(
+            trainingjob(), finished, [pod(phase="Succeeded", state=terminated(0, result()))], NOW
+        )[0]
+    )
+
+
 def test_parse_result_and_score() -> None:
     assert parse_result("") is None
     assert parse_result("[1]") is None

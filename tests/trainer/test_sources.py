@@ -169,6 +169,7 @@ def test_s3_data_and_model_store(train: Trainer, s3: object, tmp_path: Path) -> 
     assert sorted(p.rsplit("/", 1)[1] for p in s3.ls("models/team-a/job/v1")) == [
         "digest",
         "metadata.json",
+        "model.onnx",
         "model.skops",
     ]
     local = fetch_directory(model["uri"], tmp_path / "fetched")

@@ -18,6 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from mlops_operator.api.trainingjob import CompiledModel
+
 SPEC_ENV = "MLOPS_TRAININGJOB_SPEC"
 NAME_ENV = "MLOPS_TRAININGJOB_NAME"
 NAMESPACE_ENV = "MLOPS_TRAININGJOB_NAMESPACE"
@@ -135,6 +137,8 @@ class TrainingResult(_Model):
     """The search's best estimator params (only after a search)."""
     model: PublishedModel | None = None
     """The published artifact; absent when nothing was published."""
+    onnx: CompiledModel | None = None
+    """The compiled form's check (model.onnx), or why the artifact has none."""
     gate_failures: list[GateFailure] = Field(default_factory=list)
     """Each bound of the quality gate that was missed, with by how much."""
     data: DataSummary | None = None
@@ -155,6 +159,8 @@ class TrainingResult(_Model):
         candidate.metrics = {k: _round(v) for k, v in candidate.metrics.items()}
         if candidate.importance:
             candidate.importance = {k: _round(v) for k, v in candidate.importance.items()}
+        if candidate.onnx is not None and candidate.onnx.reason:
+            candidate.onnx = _lean_onnx(candidate.onnx, 300)
         if len(candidate.message) > MESSAGE_LIMIT:
             candidate.message = candidate.message[: MESSAGE_LIMIT - 1] + "…"
         steps: list[Callable[[TrainingResult], None]] = [
@@ -169,6 +175,7 @@ class TrainingResult(_Model):
             lambda r: setattr(r, "data", None),
             lambda r: setattr(r, "best_params", None),
             lambda r: setattr(r, "message", r.message[:200]),
+            lambda r: setattr(r, "onnx", _lean_onnx(r.onnx, 80)),
         ]
         text = candidate.dump()
         for step in steps:
@@ -185,8 +192,21 @@ class TrainingResult(_Model):
             message=self.message[:200],
             model=self.model,
             score=self.score,
+            onnx=_lean_onnx(self.onnx, 0),
         )
         return minimal.dump()
+
+
+def _lean_onnx(onnx: CompiledModel | None, reason: int) -> CompiledModel | None:
+    """The check with its reason cut to ``reason`` characters (0: just whether it passed)."""
+    if onnx is None:
+        return None
+    if reason == 0:
+        return CompiledModel(verified=onnx.verified)
+    lean = onnx.model_copy()
+    if lean.reason and len(lean.reason) > reason:
+        lean.reason = lean.reason[: reason - 1] + "…"
+    return lean
 
 
 def _round(value: float | None) -> float | None:

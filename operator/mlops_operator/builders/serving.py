@@ -24,6 +24,8 @@ from mlops_operator.objects import (
 from model_server.store import PVC_ROOT_ENV
 
 PORT = 8080
+GRPC_PORT = 8081
+"""The model server's Open Inference Protocol gRPC port (mlops serve --grpc-port)."""
 
 DEFAULT_RESOURCES: dict[str, Any] = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
@@ -89,6 +91,7 @@ def model_server_deployment(
         {"name": "MLOPS_MODEL_NAME", "value": mdep},
         {"name": "MLOPS_VARIANT", "value": variant},
         {"name": "MLOPS_PORT", "value": str(PORT)},
+        {"name": "MLOPS_GRPC_PORT", "value": str(GRPC_PORT)},
         {"name": PVC_ROOT_ENV, "value": options.pvc_root},
         *({"name": k, "value": v} for k, v in sorted(options.extra_env.items())),
     ]
@@ -98,7 +101,10 @@ def model_server_deployment(
         "imagePullPolicy": options.image_pull_policy,
         "command": ["mlops", "serve"],
         "env": env,
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": "http"},
             "periodSeconds": 5,
@@ -159,17 +165,40 @@ def variant_service(mdep: str, namespace: str, variant: VariantName) -> dict[str
         namespace,
         labels(mdep, "model-server", variant),
         selector(mdep, "model-server", variant),
+        grpc=True,
     )
 
 
 def entry_service(mdep: str, namespace: str, *, to_router: bool) -> dict[str, Any]:
     """The stable entry Service clients call: the nginx router's Pods, else the stable model
-    servers (a mesh or gateway applies the split in front of them)."""
+    servers (a mesh or gateway applies the split in front of them). gRPC only in the latter
+    case: the nginx router splits HTTP/1.1 only."""
     target = selector(mdep, "router") if to_router else selector(mdep, "model-server", "stable")
-    return _service(mdep, namespace, labels(mdep, "entry"), target)
+    return _service(mdep, namespace, labels(mdep, "entry"), target, grpc=not to_router)
 
 
-def _service(name: str, namespace: str, lab: dict[str, str], sel: dict[str, str]) -> dict[str, Any]:
+def _service(
+    name: str, namespace: str, lab: dict[str, str], sel: dict[str, str], *, grpc: bool
+) -> dict[str, Any]:
+    ports = [
+        {
+            "name": "http",
+            "port": 80,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        }
+    ]
+    if grpc:
+        ports.append(
+            {
+                "name": "grpc",
+                "port": GRPC_PORT,
+                "targetPort": "grpc",
+                "protocol": "TCP",
+                "appProtocol": "kubernetes.io/h2c",
+            }
+        )
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -177,15 +206,7 @@ def _service(name: str, namespace: str, lab: dict[str, str], sel: dict[str, str]
         "spec": {
             "type": "ClusterIP",
             "selector": sel,
-            "ports": [
-                {
-                    "name": "http",
-                    "port": 80,
-                    "targetPort": "http",
-                    "protocol": "TCP",
-                    "appProtocol": "http",
-                }
-            ],
+            "ports": ports,
         },
     }
 

@@ -381,6 +381,8 @@ def compute(
         }
         if score := score_of(result):
             status["score"] = score
+        if isinstance(result.get("onnx"), Mapping):
+            status["onnx"] = dict(result["onnx"])
     event = None
     if (old.get("phase"), _reason(old)) != (outcome.phase, outcome.reason):
         kind = "Warning" if outcome.phase == FAILED else "Normal"
