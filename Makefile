@@ -13,6 +13,7 @@ quickstart: setup
 lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/lint-imports
 
 typecheck: setup
 	$(VENV)/mypy

@@ -99,6 +99,9 @@ class App:
         self.routes = self._route_table()
         self._openapi: bytes | None = None
         self._load_task: asyncio.Task[bool] | None = None
+        self._grpc: Any = None
+        self.grpc_port: int | None = None
+        """The gRPC service's port once started (None: not started or disabled)."""
 
     def _route_table(self) -> list[Route]:
         table: list[tuple[str, str, Handler]] = [
@@ -253,6 +256,13 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self._start_grpc()
+                except Exception as error:
+                    failure = f"cannot serve gRPC on port {self.settings.grpc_port}: {error}"
+                    log.error("%s", failure)
+                    await send({"type": "lifespan.startup.failed", "message": failure})
+                    return
                 if self.data_plane.model is None and self.load_before_serving:
                     if not await self.data_plane.load_async():
                         failure = f"refusing to serve: {self.data_plane.load_error}"
@@ -264,9 +274,18 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 if self._load_task is not None and not self._load_task.done():
                     self._load_task.cancel()
+                if self._grpc is not None:
+                    await self._grpc.stop(self.settings.graceful_timeout)
                 await self.data_plane.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _start_grpc(self) -> None:
+        if self.settings.grpc_port < 0:
+            return
+        from model_server import grpc_service
+
+        self._grpc, self.grpc_port = await grpc_service.start(self.settings, self.data_plane)
 
     async def _load(self) -> bool:
         loaded = await self.data_plane.load_async()

@@ -3,11 +3,15 @@
 An artifact is a directory ``<store>/<namespace>/<name>/<version>/`` holding:
 
 - ``model.skops``: the fitted scikit-learn Pipeline, in the skops format (no arbitrary pickle);
+- ``model.onnx`` (optional): the same Pipeline compiled by skl2onnx, written only when it
+  converted and gave the same answers on the held-out test set (``metadata.json`` ``onnx``
+  says how close, or why there is none: :class:`OnnxCheck`);
 - ``metadata.json``: :class:`Metadata`, what the model is and what it was trained on;
 - ``digest``: the artifact's digest, ``sha256:<64 hex>``, as computed by :func:`compute_digest`.
 
-The digest covers both the model and its metadata, so neither can be swapped alone. Whoever
-deploys a model pins the digest; the model server recomputes it and refuses a mismatch.
+The digest covers the model files and the metadata, so none can be swapped, added or removed
+alone. Whoever deploys a model pins the digest; the model server recomputes it and refuses a
+mismatch.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MODEL_FILE = "model.skops"
+ONNX_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 DIGEST_FILE = "digest"
 DIGESTED_FILES = (METADATA_FILE, MODEL_FILE)
+OPTIONAL_DIGESTED_FILES = (ONNX_FILE,)
+"""Digested when present: an artifact without them has the digest it always had."""
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 FORMAT = "mlops.dev/artifact/v1"
 
@@ -60,6 +67,44 @@ class Feature(BaseModel):
     dtype: str = Field(description="The pandas dtype the model was trained on, e.g. float64.")
 
 
+class OnnxCheck(BaseModel):
+    """How model.onnx compares with model.skops on the held-out test set, or why it is absent."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    verified: bool = Field(
+        description="True when model.onnx is in the artifact: it converted and every check held."
+    )
+    reason: str | None = Field(
+        default=None, description="Why there is no model.onnx (conversion or check failure)."
+    )
+    rows: int = Field(default=0, description="Held-out test rows both runtimes predicted.")
+    labels_equal: bool | None = Field(
+        default=None, alias="labelsEqual", description="Classifiers: every predicted label equal."
+    )
+    max_abs_diff: float | None = Field(
+        default=None,
+        alias="maxAbsDiff",
+        description="Largest |onnx - sklearn| over the probabilities (classifiers) or the "
+        "predictions (regressors).",
+    )
+    max_rel_diff: float | None = Field(
+        default=None,
+        alias="maxRelDiff",
+        description="Regressors: largest |onnx - sklearn| / max(1, |sklearn|).",
+    )
+    tolerance: float = Field(
+        description="The bound the check kept: max_abs_diff for probabilities, max_rel_diff "
+        "for regressors."
+    )
+    input_type: str | None = Field(
+        default=None,
+        alias="inputType",
+        description="The ONNX type of numeric inputs: double, or float when a converter "
+        "needs it (trees' regressors, imputers).",
+    )
+    opset: int | None = Field(default=None, description="The ONNX opset of the graph.")
+
+
 class Metadata(BaseModel):
     """The content of metadata.json."""
 
@@ -80,6 +125,9 @@ class Metadata(BaseModel):
     feature_stats: dict[str, NumericStats | CategoricalStats] = Field(
         default_factory=dict, alias="featureStats"
     )
+    onnx: OnnxCheck | None = Field(
+        default=None, description="The compiled form's check; None for artifacts made before it."
+    )
 
 
 def file_digest(path: Path) -> str:
@@ -91,9 +139,11 @@ def file_digest(path: Path) -> str:
 
 
 def compute_digest(directory: Path) -> str:
-    """The artifact's digest: sha256 over the name and sha256 of each digested file."""
+    """The artifact's digest: sha256 over the name and sha256 of each digested file (the
+    optional ones when present)."""
     hasher = hashlib.sha256()
-    for name in DIGESTED_FILES:
+    present = [name for name in OPTIONAL_DIGESTED_FILES if (directory / name).is_file()]
+    for name in (*DIGESTED_FILES, *present):
         hasher.update(f"{name}\n{file_digest(directory / name)}\n".encode())
     return f"sha256:{hasher.hexdigest()}"
 

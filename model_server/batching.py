@@ -5,6 +5,12 @@ After MLServer's ``mlserver/batching/adaptive.py``: a batch is flushed when it r
 is predicted at a time, off the event loop, so requests arriving meanwhile queue up and join the
 next batch: under load batches grow by themselves, with no added latency when idle. The queue is
 created inside the running loop (on first use), never at import or construction time.
+
+With ``inline`` (a runtime whose predict costs microseconds, less than handing it to a thread
+and back), batches are predicted on the event loop itself, with no thread and no task: the
+first request schedules a flush with ``call_soon``, every request the loop parses before that
+callback runs joins the batch. One connection: one request per batch, predicted a few
+microseconds after it arrived. Many connections: what arrived in one loop iteration, together.
 """
 
 from __future__ import annotations
@@ -19,9 +25,6 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# Process a batch: items in, one result (or exception) per item out. Runs in a worker thread.
-BatchFunction = Callable[[Sequence[Item]], Sequence["Result | BaseException"]]
-
 
 class AdaptiveBatcher(Generic[Item, Result]):
     def __init__(
@@ -31,6 +34,7 @@ class AdaptiveBatcher(Generic[Item, Result]):
         max_batch_size: int,
         max_wait: float,
         size: Callable[[Item], int] = lambda _: 1,
+        inline: bool = False,
     ) -> None:
         self._process = process
         self._max_batch_size = max_batch_size
@@ -39,7 +43,11 @@ class AdaptiveBatcher(Generic[Item, Result]):
         self._pending: collections.deque[tuple[Item, asyncio.Future[Result]]] | None = None
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._inline = inline
+        self._flush_scheduled = False
+        self._executor = (
+            None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        )
         self._closing = False
 
     def _start(self) -> None:
@@ -51,20 +59,63 @@ class AdaptiveBatcher(Generic[Item, Result]):
         """Queue ``item`` for the next batch and wait for its result."""
         if self._closing:
             raise RuntimeError("the batcher is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        if self._inline:
+            if self._pending is None:
+                self._pending = collections.deque()
+            self._pending.append((item, future))
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                if self._max_wait > 0:
+                    loop.call_later(self._max_wait, self._flush)
+                else:
+                    loop.call_soon(self._flush)
+            return await future
         if self._pending is None:
             self._start()
         assert self._pending is not None
         assert self._wakeup is not None
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._wakeup.set()
         return await future
+
+    def _flush(self) -> None:
+        """Inline mode: predict everything pending, in batches of at most max_batch_size."""
+        self._flush_scheduled = False
+        pending = self._pending
+        assert pending is not None
+        while pending:
+            batch, _ = self._take(pending, [], 0)
+            if batch:
+                self._deliver(batch, self._call([item for item, _ in batch]))
+
+    def _call(self, items: list[Item]) -> Sequence[Result | BaseException]:
+        try:
+            return self._process(items)
+        except Exception as error:
+            return [error] * len(items)
+
+    @staticmethod
+    def _deliver(
+        batch: list[tuple[Item, asyncio.Future[Result]]],
+        results: Sequence[Result | BaseException],
+    ) -> None:
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     async def _run(self) -> None:
         assert self._pending is not None
         assert self._wakeup is not None
         pending, wakeup = self._pending, self._wakeup
         loop = asyncio.get_running_loop()
+        executor = self._executor
+        assert executor is not None
         while True:
             if not pending:
                 wakeup.clear()
@@ -87,17 +138,11 @@ class AdaptiveBatcher(Generic[Item, Result]):
             items = [item for item, _ in batch]
             try:
                 results: Sequence[Result | BaseException] = await loop.run_in_executor(
-                    self._executor, self._process, items
+                    executor, self._process, items
                 )
             except Exception as error:
                 results = [error] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            self._deliver(batch, results)
 
     def _take(
         self,
@@ -119,11 +164,15 @@ class AdaptiveBatcher(Generic[Item, Result]):
     async def close(self) -> None:
         """Finish what is queued, then stop."""
         self._closing = True
-        if self._pending is not None:
+        if self._inline:
+            if self._pending:
+                self._flush()
+        elif self._pending is not None:
             while self._pending:
                 await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)

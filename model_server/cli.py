@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, get_args
+from typing import Any, Literal, get_args, get_origin
 
 import click
 from pydantic import ValidationError
@@ -17,6 +17,9 @@ def _option(name: str, field: Any) -> Callable[[Callable[..., Any]], Callable[..
     help_text = f"{field.description} [env MLOPS_{name.upper()}]"
     if bool in kinds:
         return click.option(f"--{flag}/--no-{flag}", default=None, help=help_text)
+    if get_origin(field.annotation) is Literal:
+        choices = click.Choice([str(v) for v in get_args(field.annotation)])
+        return click.option(f"--{flag}", type=choices, default=None, help=help_text)
     kind = next((k for k in kinds if k in (int, float)), str)
     return click.option(f"--{flag}", type=kind, default=None, help=help_text)
 

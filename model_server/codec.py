@@ -20,6 +20,8 @@ from model_server.protocol import DATATYPES
 
 Column = np.ndarray[Any, Any]
 Data = list[Any] | np.ndarray[Any, Any]
+Tensor = tuple[str, list[int], str, Data]
+"""An input tensor: name, shape, datatype, flat or nested data."""
 OUTPUTS = ("predict", "predict_proba")
 _INT_TYPES = frozenset(("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"))
 _FLOAT_TYPES = frozenset(("FP16", "FP32", "FP64"))
@@ -109,6 +111,34 @@ class Decoder:
         if binary_header_length is not None:
             _attach_binary(inputs, binary)
         tensors = [_tensor(item, i) for i, item in enumerate(inputs)]
+        return self._decoded(request_id, want_predict, want_proba, tensors)
+
+    def decode_tensors(
+        self, request_id: str, tensors: list[Tensor], outputs: list[str] | None
+    ) -> Decoded:
+        """Decode tensors another transport (gRPC) parsed: the same checks and messages."""
+        if not tensors:
+            raise InvalidInput("'inputs' must be a non-empty list of tensors", "schema")
+        for position, (name, shape, datatype, _) in enumerate(tensors):
+            if not name:
+                raise InvalidInput(f"inputs[{position}] needs a non-empty string 'name'", "schema")
+            if not shape or not all(0 <= d < 2**31 for d in shape):
+                raise InvalidInput(
+                    f"input {name!r}: 'shape' must be a non-empty list of non-negative integers",
+                    "shape",
+                )
+            if datatype not in DATATYPES:
+                raise InvalidInput(
+                    f"input {name!r}: unknown datatype {datatype!r}; one of {list(DATATYPES)}",
+                    "datatype",
+                )
+        wanted = None if outputs is None else [{"name": name} for name in outputs]
+        want_predict, want_proba = self._outputs(wanted)
+        return self._decoded(request_id or uuid.uuid4().hex, want_predict, want_proba, tensors)
+
+    def _decoded(
+        self, request_id: str, want_predict: bool, want_proba: bool, tensors: list[Tensor]
+    ) -> Decoded:
         if len(tensors) == 1 and tensors[0][0] not in self.index:
             columns, rows = self._from_matrix(*tensors[0])
         else:
@@ -370,6 +400,24 @@ def _attach_binary(inputs: list[Any], binary: bytes) -> None:
         raise InvalidInput(
             f"{len(binary) - offset} binary bytes after the last binary input", "shape"
         )
+
+
+def binary_tensor(name: str, datatype: str, chunk: bytes) -> Data:
+    """Raw little-endian tensor bytes (binary extension, gRPC raw contents) as data."""
+    if datatype == "BYTES":
+        return _binary_strings(name, chunk)
+    dtype = _BINARY_DTYPES.get(datatype)
+    if dtype is None:
+        raise InvalidInput(
+            f"input {name!r}: unknown datatype {datatype!r}; one of {list(DATATYPES)}", "datatype"
+        )
+    if len(chunk) % dtype.itemsize:
+        raise InvalidInput(
+            f"input {name!r}: {len(chunk)} raw bytes are not a whole number of {datatype}",
+            "shape",
+        )
+    array = np.frombuffer(chunk, dtype=dtype)
+    return array.tolist() if datatype == "BOOL" else array
 
 
 def _binary_strings(name: Any, chunk: bytes) -> list[Any]:

@@ -6,8 +6,8 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -32,6 +32,7 @@ from model_server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
+Encoded = TypeVar("Encoded")
 SERVER_NAME = "mlops-model-server"
 EXTENSIONS = ["model_feedback", "metrics"]
 
@@ -58,6 +59,11 @@ class DataPlane:
             self.settings.model_digest,
             name=self.settings.model_name,
             allow_pickle=self.settings.allow_pickle,
+            options=model.RuntimeOptions(
+                self.settings.runtime,
+                self.settings.onnx_intra_op_threads,
+                self.settings.onnx_inter_op_threads,
+            ),
         )
         self._install(loaded)
         return loaded
@@ -77,15 +83,24 @@ class DataPlane:
         metrics.model_info.labels(
             loaded.name, self.settings.variant, loaded.version, loaded.digest
         ).set(1)
+        metrics.serving_with(loaded.runtime_name)
         self.decoder = Decoder(loaded, self.settings.max_rows)
-        self.drift = DriftMonitor(loaded.metadata, loaded.feature_names, self.settings.drift_window)
-        self.feedback_store = FeedbackStore(self.settings.feedback_capacity, loaded.is_classifier)
+        self.drift = DriftMonitor(
+            loaded.metadata,
+            loaded.feature_names,
+            self.settings.drift_window,
+            min_rows=self.settings.drift_min_rows,
+        )
+        self.feedback_store = FeedbackStore(
+            self.settings.feedback_capacity, loaded.is_classifier, loaded.classes
+        )
         metrics.add_collector(self._collect_gauges)
         self._batcher = AdaptiveBatcher(
             self._predict_batch,
             max_batch_size=self.settings.max_batch_size,
             max_wait=self.settings.max_batch_wait,
             size=lambda item: item.rows,
+            inline=loaded.runtime.inline,
         )
         self._predict_type = (
             datatype_of(np.asarray(loaded.classes)) if loaded.classes is not None else "FP64"
@@ -165,6 +180,7 @@ class DataPlane:
                 "estimator": loaded.metadata.estimator,
                 "digest": loaded.digest,
                 "variant": self.settings.variant,
+                "runtime": loaded.runtime_name,
             },
         }
 
@@ -177,11 +193,27 @@ class DataPlane:
         body: bytes,
         binary_header_length: int | None = None,
     ) -> bytes:
+        """A REST infer request: its JSON (or binary extension) body -> the JSON response."""
+        return await self.infer_with(
+            name,
+            version,
+            lambda decoder: decoder.decode(body, binary_header_length),
+            encode_response,
+        )
+
+    async def infer_with(
+        self,
+        name: str,
+        version: str | None,
+        decode: Callable[[Decoder], Decoded],
+        encode: Callable[[model.LoadedModel, Decoded, Prediction], Encoded],
+    ) -> Encoded:
+        """Decode, predict (batched), encode, account: what every transport's infer does."""
         start = time.perf_counter()
         try:
             loaded = self._model(name, version)
             assert self._batcher is not None
-            request = self.decoder.decode(body, binary_header_length)
+            request = decode(self.decoder)
             if request.rows:
                 prediction = await self._batcher.submit(request)
             else:  # nothing to predict: no model call
@@ -189,7 +221,7 @@ class DataPlane:
         except ServerError as error:
             self.rejected(error, start)
             raise
-        response = encode_response(loaded, request, prediction)
+        response = encode(loaded, request, prediction)
         self.record(200, start)
         return response
 
@@ -217,15 +249,17 @@ class DataPlane:
                 for i in range(len(loaded.feature_names))
             ]
         want_proba = any(item.want_proba for item in items)
+        started = time.perf_counter()
         try:
             predictions, probabilities = loaded.predict(columns, want_proba)
         except Exception as error:
             if len(items) > 1:
                 return [r for item in items for r in self._predict_batch([item])]
             return [_model_error(error)]
-        rows = len(predictions)
         metrics = self.metrics
         assert metrics is not None
+        metrics.predict_took(time.perf_counter() - started)
+        rows = len(predictions)
         metrics.batch(rows)
         if loaded.is_classifier:
             labels, counts = np.unique(predictions, return_counts=True)
@@ -300,6 +334,14 @@ class DataPlane:
         )
         for feature, value in self.drift.psi().items():
             drift.add_metric([*labels, feature], value)
+        rows = metrics.gauge_family(
+            "mlops_feature_drift_rows",
+            "The recent served rows mlops_feature_drift_psi is based on (at most the window); "
+            "no PSI is reported below the server's drift_min_rows.",
+            [],
+        )
+        if self.drift.enabled:
+            rows.add_metric(labels, self.drift.effective_rows)
         accuracy = metrics.gauge_family(
             "mlops_online_accuracy",
             "Fraction of rows with feedback whose prediction was correct (classifiers).",
@@ -308,7 +350,7 @@ class DataPlane:
         share = self.feedback_store.accuracy()
         if share is not None:
             accuracy.add_metric(labels, share)
-        return [drift, accuracy]
+        return [drift, rows, accuracy]
 
 
 def _datatype_of_dtype(dtype: np.dtype[Any]) -> str:

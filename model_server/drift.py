@@ -74,8 +74,13 @@ class _Feature:
 class DriftMonitor:
     """Per-feature served-input statistics; thread-safe (updated from the predict thread)."""
 
-    def __init__(self, metadata: Metadata, feature_names: list[str], window: int) -> None:
+    def __init__(
+        self, metadata: Metadata, feature_names: list[str], window: int, min_rows: int = 100
+    ) -> None:
         self.decay = 1.0 - 1.0 / window
+        self.window = window
+        self.min_rows = min_rows
+        """Fewer rows than this say nothing: a handful of rows gives any PSI at all."""
         self.features: list[_Feature | None] = []
         for name in feature_names:
             stats = metadata.feature_stats.get(name)
@@ -98,9 +103,14 @@ class DriftMonitor:
             for feature, histogram in histograms:
                 feature.counts = feature.counts * factor + histogram
 
+    @property
+    def effective_rows(self) -> int:
+        """How many recent rows the served statistics stand for (at most the window)."""
+        return min(self.rows, self.window)
+
     def psi(self) -> dict[str, float]:
-        """PSI per feature with statistics, once any row was served."""
+        """PSI per feature with statistics, once ``min_rows`` rows were served."""
         with self._lock:
-            if not self.rows:
+            if self.rows < self.min_rows:
                 return {}
             return {f.name: psi(f.expected, f.counts) for f in self.features if f is not None}

@@ -49,11 +49,6 @@ class PayloadTooLarge(ServerError):
     reason = "too_large"
 
 
-class UnsupportedMediaType(ServerError):
-    status_code = 415
-    reason = "media_type"
-
-
 class ModelNotReady(ServerError):
     status_code = 503
     reason = "not_ready"

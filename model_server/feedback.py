@@ -24,8 +24,12 @@ class FeedbackStore:
     requests cannot hold much memory.
     """
 
-    def __init__(self, capacity: int, classification: bool) -> None:
+    def __init__(
+        self, capacity: int, classification: bool, classes: list[Any] | None = None
+    ) -> None:
         self.capacity = capacity
+        self.classes = classes
+        """A classifier's classes: truth that names none of them is refused, not counted."""
         self.max_rows = capacity * 16
         self.classification = classification
         self._entries: collections.OrderedDict[str, list[Any]] = collections.OrderedDict()
@@ -66,6 +70,7 @@ class FeedbackStore:
                     "feedback",
                 )
             if self.classification:
+                self._check_classes(truth)
                 correct = sum(1 for p, t in zip(predictions, truth, strict=True) if _same(p, t))
                 outcome = Outcome(correct, len(truth) - correct, None)
                 self.correct += outcome.correct
@@ -83,6 +88,17 @@ class FeedbackStore:
             del self._entries[request_id]
             self._rows -= len(predictions)
             return outcome
+
+    def _check_classes(self, truth: list[Any]) -> None:
+        if not self.classes:
+            return
+        for value in truth:
+            if not any(_same(known, value) for known in self.classes):
+                shown = ", ".join(repr(c) for c in self.classes[:20])
+                raise InvalidInput(
+                    f"feedback truth {value!r} is not a class of this model (classes: {shown})",
+                    "feedback",
+                )
 
     def accuracy(self) -> float | None:
         total = self.correct + self.incorrect

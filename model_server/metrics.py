@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from model_server import metric_names
+
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -27,6 +29,22 @@ LATENCY_BUCKETS = (
     2.5,
     5.0,
     10.0,
+)
+PREDICT_BUCKETS = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    1.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -49,13 +67,13 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ["model", "variant"]
         self.requests = Counter(
-            "mlops_requests",
+            metric_names.REQUESTS,
             "Inference requests answered, by HTTP status code.",
             [*labels, "code"],
             registry=self.registry,
         )
         self.duration = Histogram(
-            "mlops_request_duration_seconds",
+            metric_names.REQUEST_DURATION,
             "Inference request latency in the server, from the full body to the response.",
             labels,
             buckets=LATENCY_BUCKETS,
@@ -81,7 +99,7 @@ class Metrics:
             registry=self.registry,
         )
         self.feedback = Counter(
-            "mlops_feedback",
+            metric_names.FEEDBACK,
             "Rows with ground truth received through feedback, by outcome "
             "(correct|incorrect for classifiers, observed for regressors).",
             [*labels, "outcome"],
@@ -100,6 +118,19 @@ class Metrics:
             [*labels, "version", "digest"],
             registry=self.registry,
         )
+        self.runtime = Gauge(
+            "mlops_model_runtime",
+            "The runtime that predicts: always 1, labelled runtime=onnx or runtime=sklearn.",
+            [*labels, "runtime"],
+            registry=self.registry,
+        )
+        self.predict_duration = Histogram(
+            "mlops_predict_duration_seconds",
+            "Time of one predict call (a whole batch) in the runtime, by runtime.",
+            [*labels, "runtime"],
+            buckets=PREDICT_BUCKETS,
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "mlops_model_ready",
             "1 when the model is loaded and the server answers inference requests.",
@@ -112,6 +143,13 @@ class Metrics:
         self._errors: dict[str, Counter] = {}
         self._classes: dict[str, Counter] = {}
         self.ready.labels(model, variant).set(0)
+
+    def serving_with(self, runtime: str) -> None:
+        self.runtime.labels(self.model, self.variant, runtime).set(1)
+        self._predict_duration = self.predict_duration.labels(self.model, self.variant, runtime)
+
+    def predict_took(self, seconds: float) -> None:
+        self._predict_duration.observe(seconds)
 
     def add_collector(self, collect: Callable[[], Iterable[Metric]]) -> None:
         self.registry.register(_Callback(collect))

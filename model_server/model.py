@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model_server import artifact, store
+from model_server import artifact, runtimes, store
 from model_server.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 PICKLE_FILES = ("model.joblib", "model.pkl")
+RUNTIMES = ("auto", "onnx", "sklearn")
 # Types outside skops' default trust list that an sklearn Pipeline legitimately contains.
 TRUSTED_PREFIXES = ("sklearn.", "numpy.")
 
@@ -43,9 +44,9 @@ def pickle_digest(directory: Path, model_file: str) -> str:
 
 @dataclass
 class LoadedModel:
-    """A fitted estimator with its metadata: what the data plane predicts with."""
+    """A model ready to predict, with its metadata: what the data plane calls."""
 
-    estimator: Any
+    runtime: runtimes.Runtime
     metadata: artifact.Metadata
     name: str
     digest: str
@@ -57,14 +58,12 @@ class LoadedModel:
     def __post_init__(self) -> None:
         self.feature_names = [f.name for f in self.metadata.features]
         self.feature_dtypes = [_pandas_dtype(f.dtype) for f in self.metadata.features]
-        classes = getattr(self.estimator, "classes_", None)
         if self.metadata.task == "classification":
-            self.classes = (
-                np.asarray(classes).tolist() if classes is not None else self.metadata.classes
-            )
+            fitted = getattr(self.runtime, "classes", None)
+            self.classes = fitted if fitted is not None else self.metadata.classes
         else:
             self.classes = None
-        self.has_proba = self.classes is not None and hasattr(self.estimator, "predict_proba")
+        self.has_proba = self.classes is not None and self.runtime.has_proba
 
     @property
     def version(self) -> str:
@@ -74,16 +73,14 @@ class LoadedModel:
     def is_classifier(self) -> bool:
         return self.metadata.task == "classification"
 
-    def frame(self, columns: list[np.ndarray[Any, Any]]) -> pd.DataFrame:
-        return pd.DataFrame(dict(zip(self.feature_names, columns, strict=True)), copy=False)
+    @property
+    def runtime_name(self) -> str:
+        return self.runtime.name
 
     def predict(
         self, columns: list[np.ndarray[Any, Any]], proba: bool
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
-        frame = self.frame(columns)
-        predictions = np.asarray(self.estimator.predict(frame))
-        probabilities = np.asarray(self.estimator.predict_proba(frame)) if proba else None
-        return predictions, probabilities
+        return self.runtime.predict(columns, proba)
 
 
 def _pandas_dtype(name: str) -> np.dtype[Any]:
@@ -94,13 +91,31 @@ def _pandas_dtype(name: str) -> np.dtype[Any]:
     return dtype if isinstance(dtype, np.dtype) else np.dtype(object)
 
 
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Which runtime serves (``auto``: ONNX when the artifact has a verified model.onnx)."""
+
+    runtime: str = "auto"
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+
+
 def load(
-    uri: str, digest: str, *, name: str | None = None, allow_pickle: bool = False
+    uri: str,
+    digest: str,
+    *,
+    name: str | None = None,
+    allow_pickle: bool = False,
+    options: RuntimeOptions | None = None,
 ) -> LoadedModel:
     """Fetch, verify and load the artifact at ``uri``.
 
-    Raise ModelLoadError when it must not be served (missing, digest mismatch, untrusted types).
+    Raise ModelLoadError when it must not be served (missing, digest mismatch, untrusted types,
+    ``runtime="onnx"`` without a verified model.onnx).
     """
+    options = options or RuntimeOptions()
+    if options.runtime not in RUNTIMES:
+        raise ModelLoadError(f"unknown runtime {options.runtime!r}; one of {list(RUNTIMES)}")
     if not artifact.DIGEST_PATTERN.match(digest):
         raise ModelLoadError(f"the pinned digest {digest!r} is not of the form sha256:<64 hex>")
     try:
@@ -109,28 +124,74 @@ def load(
         raise ModelLoadError(f"cannot fetch the model: {error}") from error
     if not (directory / artifact.METADATA_FILE).is_file():
         raise ModelLoadError(f"{uri}: no {artifact.METADATA_FILE} in the artifact")
-    if (directory / artifact.MODEL_FILE).is_file():
+    skops_file = (directory / artifact.MODEL_FILE).is_file()
+    if skops_file:
         try:
             artifact.verify(directory, digest)
         except artifact.DigestMismatchError as error:
             raise ModelLoadError(str(error)) from error
-        estimator = _load_skops(directory / artifact.MODEL_FILE)
     else:
         estimator = _load_pickle(directory, digest, allow_pickle, uri)
     try:
         metadata = artifact.read_metadata(directory)
     except ValueError as error:
         raise ModelLoadError(f"{uri}: invalid {artifact.METADATA_FILE}: {error}") from error
-    model = LoadedModel(estimator, metadata, name or metadata.name, digest)
+    runtime: runtimes.Runtime
+    if skops_file and _use_onnx(directory, metadata, options.runtime, uri):
+        runtime = _load_onnx(directory / artifact.ONNX_FILE, metadata, options)
+    else:
+        if skops_file:
+            estimator = _load_skops(directory / artifact.MODEL_FILE)
+        elif options.runtime == "onnx":  # a pickle's digest does not cover model.onnx
+            raise ModelLoadError(f"{uri}: --runtime onnx needs a model.skops artifact")
+        runtime = runtimes.SklearnRuntime(estimator, [f.name for f in metadata.features])
+    model = LoadedModel(runtime, metadata, name or metadata.name, digest)
     log.info(
-        "loaded model %s version %s (%s, %d features) digest %s",
+        "loaded model %s version %s (%s, %d features) digest %s, runtime %s",
         model.name,
         model.version,
         metadata.estimator,
         len(model.feature_names),
         digest,
+        runtime.name,
     )
     return model
+
+
+def _use_onnx(directory: Path, metadata: artifact.Metadata, runtime: str, uri: str) -> bool:
+    """Whether to serve model.onnx: auto when present and verified, onnx or refuse."""
+    present = (directory / artifact.ONNX_FILE).is_file()
+    verified = present and metadata.onnx is not None and metadata.onnx.verified
+    if runtime == "onnx" and not verified:
+        why = (
+            metadata.onnx.reason
+            if metadata.onnx is not None and metadata.onnx.reason
+            else "the artifact predates compiled models"
+            if metadata.onnx is None
+            else "its check did not pass"
+        )
+        what = "an unverified" if present else "no"
+        raise ModelLoadError(
+            f"{uri}: --runtime onnx, but the artifact has {what} {artifact.ONNX_FILE} ({why}); "
+            "serve it with --runtime auto or sklearn"
+        )
+    return runtime != "sklearn" and verified
+
+
+def _load_onnx(
+    path: Path, metadata: artifact.Metadata, options: RuntimeOptions
+) -> runtimes.OnnxRuntime:
+    classes = metadata.classes if metadata.task == "classification" else None
+    try:
+        return runtimes.OnnxRuntime(
+            path.read_bytes(),
+            len(metadata.features),
+            classes,
+            intra_op_threads=options.intra_op_threads,
+            inter_op_threads=options.inter_op_threads,
+        )
+    except Exception as error:
+        raise ModelLoadError(f"cannot load {path}: {error}") from error
 
 
 def _load_skops(path: Path) -> Any:

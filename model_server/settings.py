@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,8 +35,30 @@ class ServerSettings(BaseSettings):
         description="The deployment variant this server belongs to (stable, canary, ...): the "
         "`variant` label of every metric.",
     )
+    runtime: Literal["auto", "onnx", "sklearn"] = Field(
+        default="auto",
+        description="What predicts: onnx (model.onnx in onnxruntime), sklearn (model.skops), or "
+        "auto: onnx when the artifact holds a model.onnx that the trainer verified, else "
+        "sklearn. onnx refuses an artifact without one.",
+    )
+    onnx_intra_op_threads: int = Field(
+        default=1,
+        ge=0,
+        description="onnxruntime threads within one operator (0: one per core). One suits "
+        "small sklearn graphs: batches are small and the server has other work.",
+    )
+    onnx_inter_op_threads: int = Field(
+        default=1, ge=0, description="onnxruntime threads across operators (0: one per core)."
+    )
     host: str = Field(default="0.0.0.0", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="TCP port to listen on.")
+    grpc_port: int = Field(
+        default=8081,
+        ge=-1,
+        le=65535,
+        description="TCP port of the Open Inference Protocol's gRPC service (0: any free port, "
+        "-1: no gRPC).",
+    )
     workers: int = Field(
         default=1,
         ge=1,
@@ -79,6 +103,12 @@ class ServerSettings(BaseSettings):
         ge=10,
         description="Effective number of recent rows in the served-input statistics that drift "
         "(PSI) is computed from (an exponentially decaying histogram).",
+    )
+    drift_min_rows: int = Field(
+        default=100,
+        ge=1,
+        description="Rows served before drift (PSI) is reported: a handful of rows gives any "
+        "PSI at all. mlops_feature_drift_rows says how many rows it is based on.",
     )
     graceful_timeout: int = Field(
         default=30,

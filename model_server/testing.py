@@ -64,8 +64,13 @@ def write_artifact(
     version: str = "1",
     task: str = "classification",
     pickle: bool = False,
+    onnx: bool = False,
 ) -> str:
-    """Fit ``estimator`` on ``frame``/``target``, write the artifact and return its digest."""
+    """Fit ``estimator`` on ``frame``/``target``, write the artifact and return its digest.
+
+    With ``onnx``, also compile it (checked on ``frame``, as the trainer does on its test set):
+    model.onnx is written when the check passes, and metadata.json says how it went.
+    """
     import skops.io
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -83,9 +88,15 @@ def write_artifact(
         "dataDigest": "sha256:" + "0" * 64,
         "featureStats": feature_stats(frame),
     }
-    (directory / artifact.METADATA_FILE).write_text(
-        artifact.Metadata.model_validate(metadata).model_dump_json(by_alias=True)
-    )
+    meta = artifact.Metadata.model_validate(metadata)
+    if onnx and not pickle:
+        from model_server.compile import export
+
+        compiled = export(estimator, meta.features, frame, task, meta.classes)
+        meta.onnx = compiled.check
+        if compiled.model is not None:
+            (directory / artifact.ONNX_FILE).write_bytes(compiled.model)
+    (directory / artifact.METADATA_FILE).write_text(meta.model_dump_json(by_alias=True))
     if pickle:
         import joblib
 
@@ -100,7 +111,7 @@ def write_artifact(
     return digest
 
 
-def iris_artifact(directory: Path, *, version: str = "1") -> str:
+def iris_artifact(directory: Path, *, version: str = "1", onnx: bool = False) -> str:
     """A StandardScaler + LogisticRegression pipeline on iris; returns the digest."""
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -110,16 +121,31 @@ def iris_artifact(directory: Path, *, version: str = "1") -> str:
     frame, target = load_iris(return_X_y=True, as_frame=True)
     frame.columns = [c.replace(" (cm)", "").replace(" ", "_") for c in frame.columns]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    return write_artifact(directory, model, frame, target, name="iris", version=version)
+    return write_artifact(directory, model, frame, target, name="iris", version=version, onnx=onnx)
 
 
 @contextlib.contextmanager
 def running_server(settings: ServerSettings, data_plane: DataPlane | None = None) -> Iterator[str]:
-    """An in-process server on a free loopback port, in a thread; yields its base URL."""
+    """An in-process server on a free loopback port, in a thread; yields its base URL.
+
+    gRPC is off unless ``settings.grpc_port`` is set to something else than its default (0: a
+    free port; :func:`running_servers` tells which).
+    """
+    with running_servers(settings, data_plane) as (base_url, _):
+        yield base_url
+
+
+@contextlib.contextmanager
+def running_servers(
+    settings: ServerSettings, data_plane: DataPlane | None = None
+) -> Iterator[tuple[str, str | None]]:
+    """:func:`running_server`, yielding the base URL and the gRPC target (host:port) too."""
     import uvicorn
 
     from model_server.app import create_app
 
+    if "grpc_port" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"grpc_port": -1})
     app = create_app(settings, data_plane or DataPlane(settings), on_fatal=lambda: None)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,7 +170,8 @@ def running_server(settings: ServerSettings, data_plane: DataPlane | None = None
             raise RuntimeError("the in-process server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        grpc = f"127.0.0.1:{app.grpc_port}" if app.grpc_port is not None else None
+        yield f"http://127.0.0.1:{port}", grpc
     finally:
         server.should_exit = True
         thread.join(timeout=30)

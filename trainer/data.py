@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +31,11 @@ from trainer.errors import (
 )
 
 MAX_CLASSES_FOR_INTEGER_TARGET = 20
+DATE_SHARE = 0.9
+"""A text column is a date or timestamp when this share of its values parse as ISO 8601."""
+HIGH_CARDINALITY = 50
+"""A categorical column with more distinct values than this (and than half its rows) is
+flagged: one-hot encoding would make a column per value."""
 BUILTIN_TASKS = {
     "iris": "classification",
     "wine": "classification",
@@ -55,6 +60,10 @@ class Data:
     """sha256 of the raw file (or, for a built-in dataset, of its content)."""
     dropped_rows: int = 0
     """Rows dropped because their target was missing."""
+    dropped_columns: dict[str, str] = field(default_factory=dict)
+    """Columns left out of the features, and why (dates and timestamps)."""
+    notes: list[str] = field(default_factory=list)
+    """What a person should know about the features (high-cardinality categoricals)."""
 
 
 def read_bytes(uri: str) -> bytes:
@@ -65,7 +74,7 @@ def read_bytes(uri: str) -> bytes:
     except store.StoreError as error:
         raise DataUnreadableError(f"dataset {uri}: {error}") from None
     except FileNotFoundError:
-        raise DataUnreadableError(f"dataset {uri}: no such file") from None
+        raise DataUnreadableError(f"dataset {uri}: no such file{_looked_at(uri)}") from None
     except IsADirectoryError:
         raise DataUnreadableError(f"dataset {uri}: is a directory, not a file") from None
     except Exception as error:  # network, permissions, credentials: all "cannot read"
@@ -73,6 +82,16 @@ def read_bytes(uri: str) -> bytes:
         cause = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
         raise DataUnreadableError(f"dataset {uri}: cannot read it ({cause})") from None
     return content
+
+
+def _looked_at(uri: str) -> str:
+    """Where a local URI was looked for: pvc:// is read under $MLOPS_PVC_ROOT."""
+    path = store.local_path(uri)
+    if path is None or str(path) == uri:
+        return ""
+    if uri.startswith("pvc://"):
+        return f" (looked at {path}; pvc:// URIs are read under ${store.PVC_ROOT_ENV})"
+    return f" (looked at {path})"
 
 
 def file_format(spec: Dataset) -> str:
@@ -198,6 +217,15 @@ def load(spec: Dataset, categorical_columns: list[str] | None = None) -> Data:
         raise EmptyDatasetError(f"dataset {source}: no rows with a value in {target!r}")
     y = labelled[target].reset_index(drop=True)
     x = labelled[features].reset_index(drop=True)
+    dropped = {
+        column: "a date or timestamp: as categories it would only memorise the training days"
+        for column in features
+        if column not in (categorical_columns or []) and _is_date(x[column])
+    }
+    features = [column for column in features if column not in dropped]
+    if not features:
+        raise EmptyDatasetError(f"dataset {source}: no feature columns besides dates")
+    x = x[features]
     categorical = [
         column
         for column in features
@@ -218,4 +246,35 @@ def load(spec: Dataset, categorical_columns: list[str] | None = None) -> Data:
         numeric=numeric,
         digest=digest,
         dropped_rows=len(frame) - len(labelled),
+        dropped_columns=dropped,
+        notes=_high_cardinality(x, categorical),
     )
+
+
+def _is_date(column: pd.Series) -> bool:
+    """Datetimes, or text of which most values parse as ISO 8601 dates or timestamps."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return True
+    if _is_numeric(column):
+        return False
+    values = column.dropna().astype(str)
+    if (
+        values.empty
+        or not values.str.contains(r"^\d{4}-\d{2}-\d{2}", regex=True).mean() >= DATE_SHARE
+    ):
+        return False
+    parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
+    return bool(parsed.notna().mean() >= DATE_SHARE)
+
+
+def _high_cardinality(x: pd.DataFrame, categorical: list[str]) -> list[str]:
+    notes = []
+    for column in categorical:
+        levels = int(x[column].nunique(dropna=True))
+        if levels > HIGH_CARDINALITY and levels > len(x) / 2:
+            notes.append(
+                f"categorical column {column!r} has {levels} distinct values in {len(x)} rows: "
+                "one-hot encoding makes a column of each; drop it from dataset.features if it "
+                "is an identifier, or set preprocessing.categorical: ordinal"
+            )
+    return notes

@@ -6,25 +6,7 @@ it from the Pod, a script from ``$?``); the message is one line naming the probl
 
 from __future__ import annotations
 
-from enum import IntEnum
-
-
-class ExitCode(IntEnum):
-    """The exit codes of `mlops train` (documented in docs/trainer.md)."""
-
-    OK = 0
-    INTERNAL = 1
-    INVALID_SPEC = 2
-    DATA_UNREADABLE = 3
-    DATA_MALFORMED = 4
-    MISSING_COLUMN = 5
-    EMPTY_DATASET = 6
-    ESTIMATOR_NOT_ALLOWED = 7
-    BAD_PARAMS = 8
-    TRAINING_FAILED = 9
-    QUALITY_GATE_FAILED = 10
-    PUBLISH_FAILED = 11
-    TERMINATED = 12
+from mlops_operator.api.workload import ExitCode
 
 
 class TrainerError(Exception):

@@ -16,9 +16,8 @@ from typing import Any
 
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
+from mlops_operator.api.workload import EXTRA_ESTIMATORS_ENV
 from trainer.errors import BadParamsError, EstimatorNotAllowedError
-
-EXTRA_ESTIMATORS_ENV = "MLOPS_EXTRA_ESTIMATORS"
 
 
 def extra_estimators() -> set[str]:

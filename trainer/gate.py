@@ -9,35 +9,9 @@ every feature column, checked before training so a bad dataset fails fast.
 from __future__ import annotations
 
 import math
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
 
 from mlops_operator.api.trainingjob import QualityGate
-
-
-class GateFailure(BaseModel):
-    """One bound a model (or its data) missed."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    metric: str
-    """The metric, or ``missing:<column>`` for the data-quality bound."""
-    bound: Literal["min", "max"]
-    threshold: float
-    actual: float | None
-    """None when the run did not produce the metric."""
-    missed_by: float | None = None
-
-    def describe(self) -> str:
-        if self.actual is None:
-            return f"{self.metric} was not measured (needed {self.bound} {self.threshold:g})"
-        sign = "<" if self.bound == "min" else ">"
-        return (
-            f"{self.metric} {self.actual:.4g} {sign} {self.bound} {self.threshold:g} "
-            f"(missed by {self.missed_by:.4g})"
-        )
+from mlops_operator.api.workload import GateFailure
 
 
 def check_metrics(gate: QualityGate | None, metrics: dict[str, float]) -> list[GateFailure]:

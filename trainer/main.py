@@ -19,18 +19,17 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from trainer.errors import ExitCode, InvalidSpecError, TerminatedError, TrainerError
+from mlops_operator.api.workload import (
+    NAME_ENV,
+    SPEC_ENV,
+    STORE_ENV,
+    TERMINATION_LOG,
+    ExitCode,
+    TrainingResult,
+)
+from trainer.errors import InvalidSpecError, TerminatedError, TrainerError
 from trainer.progress import Progress
-from trainer.result import TrainingResult
 
-SPEC_ENV = "MLOPS_TRAININGJOB_SPEC"
-NAME_ENV = "MLOPS_TRAININGJOB_NAME"
-NAMESPACE_ENV = "MLOPS_TRAININGJOB_NAMESPACE"
-STORE_ENV = "MLOPS_MODEL_STORE"
-VERSION_ENV = "MLOPS_MODEL_VERSION"
-TERMINATION_LOG_ENV = "MLOPS_TERMINATION_LOG"
-LOG_FORMAT_ENV = "MLOPS_LOG_FORMAT"
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
@@ -219,7 +218,7 @@ def main(
     if result.phase == "Failed":
         progress(result.message, level="error", reason=result.reason)
     problem = write_termination_message(
-        result, termination_log or DEFAULT_TERMINATION_LOG, termination_log is not None
+        result, termination_log or TERMINATION_LOG, termination_log is not None
     )
     if problem:
         progress(problem, level="warning")

@@ -6,10 +6,10 @@ temporary directory. Then:
 - local stores (``file://``, ``pvc://``): copied into a hidden temporary directory next to the
   destination (``.tmp-<version>-<random>``, same filesystem) and renamed into place; the
   rename is atomic, so a reader sees the whole artifact or nothing.
-- object stores (``s3://`` and any other fsspec URI): ``model.skops`` and ``metadata.json``
-  are uploaded first and the ``digest`` file last; a version directory without ``digest`` is
-  incomplete and must be ignored (the model server and the operator never pin one). A failed
-  upload removes what it wrote.
+- object stores (``s3://`` and any other fsspec URI): ``model.skops``, ``model.onnx`` (when
+  there is one) and ``metadata.json`` are uploaded first and the ``digest`` file last; a
+  version directory without ``digest`` is incomplete and must be ignored (the model server
+  and the operator never pin one). A failed upload removes what it wrote.
 
 A version that already exists (locally: the directory; remotely: any object under the
 prefix) is never overwritten: publishing fails with PublishError.
@@ -37,6 +37,7 @@ from model_server.artifact import (
     DIGEST_FILE,
     METADATA_FILE,
     MODEL_FILE,
+    ONNX_FILE,
     Metadata,
     compute_digest,
 )
@@ -123,15 +124,24 @@ def _skops_parts(pipeline: Pipeline) -> tuple[Any, dict[str, bytes]]:
     return state, entries
 
 
-def write_local(directory: Path, model: bytes, metadata: Metadata) -> str:
-    """Write the three files into ``directory``; the digest."""
+def files_of(onnx: bytes | None) -> tuple[str, ...]:
+    """The artifact's files, the digest last."""
+    return (MODEL_FILE, *((ONNX_FILE,) if onnx is not None else ()), METADATA_FILE, DIGEST_FILE)
+
+
+def write_local(
+    directory: Path, model: bytes, metadata: Metadata, onnx: bytes | None = None
+) -> str:
+    """Write the artifact's files into ``directory``; the digest."""
     (directory / MODEL_FILE).write_bytes(model)
+    if onnx is not None:
+        (directory / ONNX_FILE).write_bytes(onnx)
     (directory / METADATA_FILE).write_text(
         json.dumps(metadata.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True) + "\n"
     )
     digest = compute_digest(directory)
     (directory / DIGEST_FILE).write_text(digest + "\n")
-    for name in (MODEL_FILE, METADATA_FILE, DIGEST_FILE):
+    for name in files_of(onnx):
         with (directory / name).open("rb") as handle:
             os.fsync(handle.fileno())
     return digest
@@ -142,20 +152,29 @@ def artifact_uri(store_uri: str, namespace: str, name: str, version: str) -> str
 
 
 def publish(
-    store_uri: str, *, namespace: str, name: str, version: str, model: bytes, metadata: Metadata
+    store_uri: str,
+    *,
+    namespace: str,
+    name: str,
+    version: str,
+    model: bytes,
+    metadata: Metadata,
+    onnx: bytes | None = None,
 ) -> tuple[str, str]:
-    """Publish the artifact; its (uri, digest)."""
+    """Publish the artifact (with model.onnx when ``onnx`` is given); its (uri, digest)."""
     uri = artifact_uri(store_uri, namespace, name, version)
     try:
         local = store.local_path(uri)
     except store.StoreError as error:
         raise PublishError(f"model store: {error}") from None
     if local is not None:
-        return uri, _publish_local(local, uri, model, metadata)
-    return uri, _publish_remote(uri, model, metadata)
+        return uri, _publish_local(local, uri, model, metadata, onnx)
+    return uri, _publish_remote(uri, model, metadata, onnx)
 
 
-def _publish_local(destination: Path, uri: str, model: bytes, metadata: Metadata) -> str:
+def _publish_local(
+    destination: Path, uri: str, model: bytes, metadata: Metadata, onnx: bytes | None
+) -> str:
     if destination.exists():
         raise PublishError(f"model store: version {uri} already exists; it is never overwritten")
     try:
@@ -164,7 +183,7 @@ def _publish_local(destination: Path, uri: str, model: bytes, metadata: Metadata
     except OSError as error:
         raise PublishError(f"model store {uri}: cannot write ({error.strerror or error})") from None
     try:
-        digest = write_local(staging, model, metadata)
+        digest = write_local(staging, model, metadata, onnx)
         staging.chmod(0o755)
         if destination.exists():
             raise PublishError(
@@ -180,7 +199,7 @@ def _publish_local(destination: Path, uri: str, model: bytes, metadata: Metadata
     return digest
 
 
-def _publish_remote(uri: str, model: bytes, metadata: Metadata) -> str:
+def _publish_remote(uri: str, model: bytes, metadata: Metadata, onnx: bytes | None) -> str:
     try:
         fs, path = store.filesystem(uri)
     except store.StoreError as error:
@@ -192,8 +211,8 @@ def _publish_remote(uri: str, model: bytes, metadata: Metadata) -> str:
                 f"model store: version {uri} already exists; it is never overwritten"
             )
         with tempfile.TemporaryDirectory(prefix="mlops-artifact-") as scratch:
-            digest = write_local(Path(scratch), model, metadata)
-            for name in (MODEL_FILE, METADATA_FILE, DIGEST_FILE):
+            digest = write_local(Path(scratch), model, metadata, onnx)
+            for name in files_of(onnx):
                 remote = f"{path.rstrip('/')}/{name}"
                 fs.put_file(str(Path(scratch) / name), remote)
                 written.append(remote)

@@ -2,7 +2,8 @@
 
 load data -> data report (and the data-quality gate) -> split -> build the pipeline ->
 cross-validate or search, fit -> evaluate on the test set -> feature importance and feature
-statistics -> quality gate -> publish the artifact -> result. Every step is a function of
+statistics -> quality gate -> compile to ONNX and check it on the test set -> publish the
+artifact -> result. Every step is a function of
 its own module; this one only sequences them and turns a failure into a result.
 """
 
@@ -17,23 +18,38 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mlops_operator.api.trainingjob import TrainingJobSpec
-from model_server.artifact import Feature, Metadata
+from mlops_operator.api.trainingjob import CompiledModel, TrainingJobSpec
+from mlops_operator.api.workload import (
+    DataSummary,
+    ExitCode,
+    GateFailure,
+    PublishedModel,
+    TrainingResult,
+)
+from model_server import compile as compile_module
+from model_server.artifact import Feature, Metadata, OnnxCheck
 from trainer import data as data_module
 from trainer import estimators, evaluate, gate, pipeline, publish, report, search
 from trainer.errors import (
     BadParamsError,
     EmptyDatasetError,
     EstimatorNotAllowedError,
-    ExitCode,
     TrainerError,
 )
 from trainer.progress import Progress
-from trainer.result import DataSummary, PublishedModel, TrainingResult
 
 RESULT_IMPORTANCE = 10
 """The result names this many most important features (metadata.json has them all)."""
-LIBRARIES = ("scikit-learn", "skops", "numpy", "pandas", "mlops-operator")
+LIBRARIES = (
+    "scikit-learn",
+    "skops",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+    "numpy",
+    "pandas",
+    "mlops-operator",
+)
 
 
 @dataclass(frozen=True)
@@ -138,7 +154,8 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         progress(f"best of {fitted.candidates} candidates: {fitted.best_params}")
     partial["best_params"] = fitted.best_params
     partial["cv_scoring"] = fitted.cv_scoring
-    partial["warnings"] = fitted.warnings or None
+    noted = [f"column {c!r} left out: {why}" for c, why in data.dropped_columns.items()]
+    partial["warnings"] = [*noted, *data.notes, *fitted.warnings] or None
 
     progress(f"evaluating on {len(x_test)} held-out rows")
     evaluation = evaluate.evaluate(data.task, fitted.pipeline, x_test, y_test)
@@ -162,13 +179,23 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         if data.task == "classification"
         else None
     )
+    features = [Feature(name=c, dtype=str(data.frame[c].dtype)) for c in data.frame.columns]
+    compiled = compile_module.export(fitted.pipeline, features, x_test, data.task, classes)
+    partial["onnx"] = compiled_summary(compiled.check)
+    if compiled.model is not None:
+        progress(
+            f"compiled to ONNX ({len(compiled.model)} bytes): the same answers on "
+            f"{compiled.check.rows} test rows"
+        )
+    else:
+        progress(f"published without model.onnx: {compiled.check.reason}", level="warning")
     meta = Metadata(
         name=request.name,
         version=request.version,
         task=data.task,
         estimator=spec.model.estimator,
         target=data.target_name,
-        features=[Feature(name=c, dtype=str(data.frame[c].dtype)) for c in data.frame.columns],
+        features=features,
         classes=classes,
         metrics={k: None if math.isnan(v) else v for k, v in metrics.items()},
         params=_json_params(fitted.pipeline.named_steps[pipeline.MODEL_STEP].get_params()),
@@ -176,6 +203,7 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         versions=library_versions(),
         data_digest=data.digest,
         feature_stats=stats,
+        onnx=compiled.check,
         namespace=request.namespace,
         confusionMatrix=evaluation.confusion_matrix,
         cvScoring=fitted.cv_scoring,
@@ -194,6 +222,7 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         version=request.version,
         model=model_bytes,
         metadata=meta,
+        onnx=compiled.model,
     )
     progress(f"published {digest}")
     return TrainingResult(
@@ -206,6 +235,19 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         model=PublishedModel(uri=uri, digest=digest, version=request.version),
         duration_seconds=round(progress.elapsed(), 3),
         **partial,
+    )
+
+
+def compiled_summary(check: OnnxCheck) -> CompiledModel:
+    """The result's (and so the status's) view of the ONNX check."""
+    return CompiledModel(
+        verified=check.verified,
+        reason=check.reason,
+        rows=check.rows,
+        labels_equal=check.labels_equal,
+        max_abs_diff=check.max_abs_diff,
+        max_rel_diff=check.max_rel_diff,
+        tolerance=check.tolerance,
     )
 
 
@@ -231,6 +273,14 @@ def _load(
             f"dataset {source}: the target {data.target_name!r} has a single class"
         )
     data_report = report.data_report(data.frame, data.target, data.task)
+    if data.dropped_columns:
+        data_report["droppedColumns"] = data.dropped_columns
+    if data.notes:
+        data_report["notes"] = data.notes
+    for column, why in data.dropped_columns.items():
+        progress(f"column {column!r} left out of the features: {why}", level="warning")
+    for note in data.notes:
+        progress(note, level="warning")
     partial["data"] = DataSummary(
         rows=data_report["rows"],
         duplicates=data_report["duplicates"],
@@ -251,7 +301,7 @@ def _gate_failed(
     request: RunRequest,
     progress: Progress,
     partial: dict[str, Any],
-    failures: list[gate.GateFailure],
+    failures: list[GateFailure],
 ) -> TrainingResult:
     message = gate.summary(failures) + "; the model was not published"
     return TrainingResult(

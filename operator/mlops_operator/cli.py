@@ -8,6 +8,16 @@ from pathlib import Path
 import click
 
 from mlops_operator import crd, manifests
+from mlops_operator.api.workload import (
+    LOG_FORMAT_ENV,
+    NAME_ENV,
+    NAMESPACE_ENV,
+    SPEC_ENV,
+    STORE_ENV,
+    TERMINATION_LOG,
+    TERMINATION_LOG_ENV,
+    VERSION_ENV,
+)
 from mlops_operator.cli_options import manifest_paths
 
 
@@ -37,14 +47,34 @@ def crds(output_dir: Path | None) -> None:
 @main.command()
 @manifest_paths
 def validate(paths: tuple[Path, ...]) -> None:
-    """Check TrainingJob and ModelDeployment manifests without a cluster."""
+    """Check TrainingJob and ModelDeployment manifests without a cluster.
+
+    Beyond what the API server checks: a TrainingJob's estimator and its parameters, and
+    its data when it is reachable from here (a local file, pvc:// under $MLOPS_PVC_ROOT).
+    """
     try:
         resources = manifests.load(paths)
     except manifests.ManifestError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+    failed = False
     for resource in resources:
-        click.echo(f"{resource.kind.lower()}/{resource.metadata.name} valid")
+        name = f"{resource.kind.lower()}/{resource.metadata.name}"
+        problems = _preflight(resource)
+        for problem in problems:
+            click.echo(f"error: {name}: {problem}", err=True)
+        failed = failed or bool(problems)
+        if not problems:
+            click.echo(f"{name} valid")
+    sys.exit(1 if failed else 0)
+
+
+def _preflight(resource: manifests.Resource) -> list[str]:
+    if resource.kind != "TrainingJob":
+        return []
+    from trainer import preflight  # imports scikit-learn: only when there is one to check
+
+    return preflight.problems(resource.spec)
 
 
 @main.command()
@@ -101,46 +131,45 @@ def operator(
 )
 @click.option(
     "--spec-json",
-    envvar="MLOPS_TRAININGJOB_SPEC",
-    help="The TrainingJob's spec as JSON (or a whole TrainingJob). [env MLOPS_TRAININGJOB_SPEC]",
+    envvar=SPEC_ENV,
+    help=f"The TrainingJob's spec as JSON (or a whole TrainingJob). [env {SPEC_ENV}]",
 )
 @click.option(
     "--name",
-    envvar="MLOPS_TRAININGJOB_NAME",
-    help="The TrainingJob's name (default: the manifest's). [env MLOPS_TRAININGJOB_NAME]",
+    envvar=NAME_ENV,
+    help=f"The TrainingJob's name (default: the manifest's). [env {NAME_ENV}]",
 )
 @click.option(
     "--namespace",
-    envvar="MLOPS_TRAININGJOB_NAMESPACE",
-    help="Its namespace (default: the manifest's, else default). [env MLOPS_TRAININGJOB_NAMESPACE]",
+    envvar=NAMESPACE_ENV,
+    help=f"Its namespace (default: the manifest's, else default). [env {NAMESPACE_ENV}]",
 )
 @click.option(
     "--store",
-    envvar="MLOPS_MODEL_STORE",
+    envvar=STORE_ENV,
     help="The model store URI: file://, pvc://<claim>/<path>, s3://... "
-    "(default: spec.output.uri). [env MLOPS_MODEL_STORE]",
+    f"(default: spec.output.uri). [env {STORE_ENV}]",
 )
 @click.option(
     "--version",
     "version",
-    envvar="MLOPS_MODEL_VERSION",
-    help="The version to publish (default: <UTC yyyymmdd-hhmmss>-<4 hex>). "
-    "[env MLOPS_MODEL_VERSION]",
+    envvar=VERSION_ENV,
+    help=f"The version to publish (default: <UTC yyyymmdd-hhmmss>-<4 hex>). [env {VERSION_ENV}]",
 )
 @click.option(
     "--termination-log",
-    envvar="MLOPS_TERMINATION_LOG",
-    help="Where the result JSON (<= 4 KiB) goes (default: /dev/termination-log, written "
-    "only if it exists). [env MLOPS_TERMINATION_LOG]",
+    envvar=TERMINATION_LOG_ENV,
+    help=f"Where the result JSON (<= 4 KiB) goes (default: {TERMINATION_LOG}, written "
+    f"only if it exists). [env {TERMINATION_LOG_ENV}]",
 )
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
-    envvar="MLOPS_LOG_FORMAT",
+    envvar=LOG_FORMAT_ENV,
     show_default=True,
     help="Progress lines (stderr) and summary (stdout) as text or JSON lines. "
-    "[env MLOPS_LOG_FORMAT]",
+    f"[env {LOG_FORMAT_ENV}]",
 )
 def train(  # noqa: PLR0917 (click passes every option)
     manifest: Path | None,

@@ -1,8 +1,11 @@
-"""The one place the TrainingJob controller talks to the Kubernetes API (sync client).
+"""The one place the operator talks to the Kubernetes API (sync: kopf runs handlers in threads).
 
-Objects travel as plain camelCase dicts, exactly as the API serves them, so the pure status
-functions read the same shapes as kopf's bodies. kopf runs sync handlers in worker threads;
-the client is shared and thread-safe.
+Objects travel as plain camelCase dicts, exactly as the API serves them, so the pure builders
+and status functions read the same shapes as kopf's bodies. Children are written with
+server-side apply (field manager ``mlops-operator``, forced): applying the same desired object
+twice is a no-op, and a restarted operator simply applies again.
+
+Every failure is a :class:`KubeError`; ``controllers/errors.py`` maps them to kopf's retries.
 """
 
 from __future__ import annotations
@@ -12,18 +15,40 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
-from mlops_operator.api import GROUP, VERSION
+from mlops_operator.objects import KINDS, Kind
+from mlops_operator.traffic.providers import PROVIDER_KINDS
 
-PLURAL = "trainingjobs"
+FIELD_MANAGER = "mlops-operator"
+APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
+_KINDS: dict[str, Kind] = {kind.kind: kind for kind in (*KINDS, *PROVIDER_KINDS)}
 
 _api: client.ApiClient | None = None
 
 
-class Conflict(Exception):
+class KubeError(Exception):
+    """The API server refused or failed a request."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(KubeError):
+    """The object does not exist."""
+
+
+class MissingKind(NotFound):
+    """The API server does not serve this kind (e.g. the Gateway API CRDs are not installed)."""
+
+
+class Conflict(KubeError):
     """The object changed since it was read (409 on a resourceVersion precondition)."""
+
+
+class AlreadyExists(KubeError):
+    """An object of that name exists (409 on create)."""
 
 
 def configure() -> None:
@@ -43,118 +68,135 @@ def api() -> client.ApiClient:
     return _api
 
 
-def _json(response: Any) -> dict[str, Any]:
-    return cast(dict[str, Any], json.loads(response.data))
+def kind(name: str) -> Kind:
+    return _KINDS[name]
 
 
-def _missing(error: ApiException) -> bool:
-    return bool(error.status == 404)
+def _path(kind_: Kind, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    prefix = "/api/v1" if kind_.api_version == "v1" else f"/apis/{kind_.api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{kind_.plural}"
+    if name:
+        path += f"/{name}"
+    return f"{path}/{sub}" if sub else path
 
 
-def get_trainingjob(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return _json(
-            client.CustomObjectsApi(api()).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
-            )
-        )
-    except ApiException as error:
-        if _missing(error):
-            return None
-        raise
-
-
-def list_trainingjobs(namespace: str, selector: str) -> list[dict[str, Any]]:
-    found = _json(
-        client.CustomObjectsApi(api()).list_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, label_selector=selector, _preload_content=False
-        )
+def _call(
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    query: list[tuple[str, str]] | None = None,
+    content_type: str | None = None,
+) -> dict[str, Any]:
+    """One request; the answer's JSON, or a KubeError for any status from 400 on."""
+    headers = {"Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    method_, url, headers_, body_, post = api().param_serialize(
+        method,
+        path,
+        query_params=query or [],
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
     )
+    response = api().call_api(method_, url, header_params=headers_, body=body_, post_params=post)
+    data = response.read()  # type: ignore[no-untyped-call]
+    if response.status < 400:
+        return cast(dict[str, Any], json.loads(data)) if data else {}
+    text = data.decode(errors="replace")[:800] if data else ""
+    message = f"{method} {path}: {response.status} {response.reason}: {text}"
+    if response.status == 404:
+        raise NotFound(message, 404)
+    if response.status == 409:
+        raise Conflict(message, 409)
+    raise KubeError(message, response.status)
+
+
+def get(kind_: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+    """The object, None when it (or its kind) does not exist."""
+    try:
+        return _call("GET", _path(kind_, namespace, name))
+    except NotFound:
+        return None
+
+
+def list_(kind_: Kind, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The objects matching a label selector (``a=1,b=2``)."""
+    found = _call("GET", _path(kind_, namespace), query=[("labelSelector", selector)])
     return list(found.get("items") or [])
 
 
-def create_trainingjob(namespace: str, body: Mapping[str, Any]) -> bool:
-    """Creates the TrainingJob; False when one of that name exists already (409)."""
+def create(obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Creates the object and returns it; None when one of that name exists already."""
+    meta = obj["metadata"]
     try:
-        client.CustomObjectsApi(api()).create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, dict(body)
+        return _call("POST", _path(kind(obj["kind"]), meta["namespace"]), body=dict(obj))
+    except Conflict:
+        return None
+
+
+def apply(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Server-side apply of a desired object; returns the object as stored."""
+    meta = obj["metadata"]
+    path = _path(kind(obj["kind"]), meta["namespace"], meta["name"])
+    try:
+        return _call(
+            "PATCH",
+            path,
+            body=json.dumps(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type=APPLY_PATCH,
         )
-    except ApiException as error:
-        if error.status == 409:
+    except NotFound as error:
+        raise MissingKind(
+            f"{obj['apiVersion']} {obj['kind']} is not served: {error}", 404
+        ) from None
+
+
+def delete(api_version: str, kind_name: str, namespace: str, name: str) -> bool:
+    """Deletes the object (and, in the background, what it owns) if it exists; True when
+    something went. A kind the server does not serve has nothing to delete."""
+    try:
+        _call(
+            "DELETE",
+            _path(kind(kind_name), namespace, name),
+            query=[("propagationPolicy", "Background")],
+        )
+    except NotFound:
+        return False
+    except KubeError as error:
+        if error.status == 410:
             return False
         raise
     return True
 
 
-def delete_trainingjob(namespace: str, name: str) -> None:
-    try:
-        client.CustomObjectsApi(api()).delete_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Background"
-        )
-    except ApiException as error:
-        if not _missing(error):
-            raise
-
-
-def patch_trainingjob_status(
-    namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None
+def patch_status(
+    kind_: Kind,
+    namespace: str,
+    name: str,
+    status: Mapping[str, Any],
+    resource_version: str | None = None,
 ) -> None:
     """Merges ``status`` into the status; with a resourceVersion, only onto that version."""
     body: dict[str, Any] = {"status": dict(status)}
     if resource_version:
         body["metadata"] = {"resourceVersion": resource_version}
-    try:
-        client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH
-        )
-    except ApiException as error:
-        if error.status == 409:
-            raise Conflict(f"TrainingJob {namespace}/{name} changed; read it again") from error
-        raise
-
-
-def get_job(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return _json(
-            client.BatchV1Api(api()).read_namespaced_job(name, namespace, _preload_content=False)
-        )
-    except ApiException as error:
-        if _missing(error):
-            return None
-        raise
-
-
-def create_job(namespace: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Creates the Job and returns it; None when one of that name exists already (409)."""
-    try:
-        return _json(
-            client.BatchV1Api(api()).create_namespaced_job(
-                namespace,
-                dict(body),  # type: ignore[arg-type]
-                _preload_content=False,
-            )
-        )
-    except ApiException as error:
-        if error.status == 409:
-            return None
-        raise
-
-
-def delete_job(namespace: str, name: str) -> None:
-    """Deletes the Job and (in the background) its Pods."""
-    try:
-        client.BatchV1Api(api()).delete_namespaced_job(
-            name, namespace, propagation_policy="Background"
-        )
-    except ApiException as error:
-        if not _missing(error):
-            raise
-
-
-def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
-    found = _json(
-        client.CoreV1Api(api()).list_namespaced_pod(
-            namespace, label_selector=selector, _preload_content=False
-        )
+    _call(
+        "PATCH",
+        _path(kind_, namespace, name, "status"),
+        body=body,
+        content_type=MERGE_PATCH,
     )
-    return list(found.get("items") or [])
+
+
+def replace_status(kind_: Kind, body: Mapping[str, Any]) -> None:
+    """Replaces the whole status (the body's resourceVersion is the precondition)."""
+    meta = body["metadata"]
+    _call(
+        "PUT",
+        _path(kind_, meta["namespace"], meta["name"], "status"),
+        body=dict(body),
+        content_type="application/json",
+    )

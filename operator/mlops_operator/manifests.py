@@ -24,7 +24,10 @@ def describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(object)"
-        problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+        if item["type"] == "extra_forbidden":  # in the API server's words (strict decoding)
+            problems.append(f'unknown field "{where}"')
+        else:
+            problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
     return "; ".join(problems)
 
 

@@ -28,7 +28,7 @@ from prometheus_client import start_http_server
 
 import mlops_operator.controllers  # noqa: F401  (registers the handlers)
 from mlops_operator import kube, metrics
-from mlops_operator.naming import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER
+from mlops_operator.objects import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER
 from mlops_operator.settings import OperatorSettings, get_settings
 
 ANNOTATION_PREFIX = "mlops.dev"
@@ -42,6 +42,7 @@ _servers: list[Any] = []
 def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
     """kopf's settings, the API client of the controllers, the metrics server."""
     tune(settings)
+    quiet_timers(logging.getLogger("kopf.objects"))
     kube.configure()
     ours = get_settings()
     if ours.metrics_port:
@@ -70,6 +71,18 @@ def tune(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+
+
+def quiet_timers(objects_logger: logging.Logger) -> None:
+    """Timers run every few seconds per object: their successes are logged (and posted as
+    Events) only at DEBUG. Failures and every other handler's outcome stay."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        routine = message.startswith("Timer ") and message.endswith(" succeeded.")
+        return not routine or objects_logger.isEnabledFor(logging.DEBUG)
+
+    objects_logger.addFilter(keep)
 
 
 @kopf.on.cleanup()

@@ -19,8 +19,12 @@ from typing import Any
 
 from croniter import croniter
 
-from mlops_operator.builders.job import owner_reference
-from mlops_operator.naming import ANNOTATION_SCHEDULED_TIME, LABEL_SCHEDULED_BY, run_name
+from mlops_operator.objects import (
+    ANNOTATION_SCHEDULED_TIME,
+    LABEL_SCHEDULED_BY,
+    owner_reference,
+    run_name,
+)
 from mlops_operator.status.conditions import condition, parse_time, rfc3339
 from mlops_operator.status.trainingjob import FAILED, PENDING, SUCCEEDED, TERMINAL
 
@@ -80,7 +84,7 @@ def build_run(parent: Mapping[str, Any], scheduled: datetime.datetime) -> dict[s
             "namespace": meta["namespace"],
             "labels": {**(meta.get("labels") or {}), LABEL_SCHEDULED_BY: meta["name"]},
             "annotations": {ANNOTATION_SCHEDULED_TIME: rfc3339(scheduled)},
-            "ownerReferences": [owner_reference(parent)],
+            "ownerReferences": [owner_reference("TrainingJob", parent["metadata"])],
         },
         "spec": spec,
     }

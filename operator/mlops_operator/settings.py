@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from model_server.store import DEFAULT_PVC_ROOT
+from mlops_operator import defaults
+from mlops_operator.api.modeldeployment import ProviderName
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -22,11 +23,11 @@ class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", frozen=True)
 
     image: str = Field(
-        "mlops-operator:0.1.0",
+        defaults.IMAGE,
         description="The operator's own image; training Pods run `mlops train` from it.",
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
-        "IfNotPresent", description="The pull policy of the training Pods' image."
+        defaults.IMAGE_PULL_POLICY, description="The pull policy of the training Pods' image."
     )
     model_store_claim: str = Field(
         "mlops-models",
@@ -38,14 +39,15 @@ class OperatorSettings(BaseSettings):
         "empty means pvc://<model_store_claim>.",
     )
     pvc_root: str = Field(
-        DEFAULT_PVC_ROOT,
-        description="Where training Pods mount the claims of pvc:// URIs: <pvc_root>/<claim>.",
+        defaults.PVC_ROOT,
+        description="Where training and model-server Pods mount the claims of pvc:// URIs: "
+        "<pvc_root>/<claim>.",
     )
     namespaces: CommaList = Field(
         default_factory=list,
         description="Namespaces to watch, comma-separated; empty means every namespace.",
     )
-    default_router: Literal["builtin", "gatewayAPI", "istio"] = Field(
+    default_router: ProviderName = Field(
         "builtin", description="The traffic provider of ModelDeployments that name none."
     )
     extra_estimators: CommaList = Field(
@@ -69,13 +71,15 @@ class OperatorSettings(BaseSettings):
         description="The image of the model-server Pods (`mlops serve`); empty means `image`.",
     )
     router_image: str = Field(
-        "nginxinc/nginx-unprivileged:1.28.0-alpine",
+        defaults.ROUTER_IMAGE,
         description="The nginx image of the builtin router (an unprivileged nginx; pin a digest "
         "with name@sha256:... in production).",
     )
-    router_replicas: int = Field(2, ge=1, description="nginx router Pods per ModelDeployment.")
+    router_replicas: int = Field(
+        defaults.ROUTER_REPLICAS, ge=1, description="nginx router Pods per ModelDeployment."
+    )
     cluster_domain: str = Field(
-        "cluster.local", description="The cluster's DNS domain, for Service host names."
+        defaults.CLUSTER_DOMAIN, description="The cluster's DNS domain, for Service host names."
     )
     analysis_tick_seconds: float = Field(
         5.0,
@@ -84,7 +88,7 @@ class OperatorSettings(BaseSettings):
         "analysis runs when its spec.traffic.interval is over (checked at this resolution).",
     )
     prometheus_selector: str = Field(
-        'namespace="{namespace}",model="{name}",variant="{variant}"',
+        defaults.PROMETHEUS_SELECTOR,
         description="The label matchers of a variant's series in Prometheus; {namespace}, "
         "{name} (the ModelDeployment, which is the served model name) and {variant}.",
     )

@@ -40,7 +40,17 @@ from .operator_runner import (
 
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "modeldeployments"
 NAMESPACE = "mdep-e2e"
-NAMES = ("healthy", "failing", "restart", "routes-gw", "routes-istio", "shadow", "cd", "ab")
+NAMES = (
+    "healthy",
+    "failing",
+    "worse",
+    "restart",
+    "routes-gw",
+    "routes-istio",
+    "shadow",
+    "cd",
+    "ab",
+)
 TIMINGS: dict[str, Any] = {}
 
 
@@ -101,7 +111,7 @@ def targets(servers: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
     stable, good, faulty = servers["stable"], servers["good"], servers["faulty"]
     out = {}
     for name in NAMES:
-        canary = faulty if name == "failing" else good
+        canary = faulty if name in ("failing", "worse") else good
         out[f"{NAMESPACE}/{name}"] = {
             "stable": [stable.metrics_url],
             "canary": [canary.metrics_url],
@@ -343,6 +353,12 @@ def test_healthy_canary_steps_up_and_is_promoted(
     # Promoted stays promoted (the canary's digest is remembered).
     time.sleep(2)
     assert read(custom, "healthy")["status"]["phase"] == "Promoted"
+    # The outcome is a condition, so scripts wait on it as they wait on a Job.
+    cluster.kubectl(
+        "wait", "-n", NAMESPACE, "--for=condition=Promoted", "mdep/healthy", "--timeout=10s"
+    )
+    assert condition(status, "RolledBack")["status"] == "False"
+    assert "last step passed" in condition(status, "Promoted")["message"]
 
 
 def test_failing_canary_is_rolled_back_with_the_numbers(
@@ -381,9 +397,51 @@ def test_failing_canary_is_rolled_back_with_the_numbers(
     assert status["analysis"]["canary"]["errorRate"] == pytest.approx(0.25, abs=0.05)
     assert status["analysis"]["failures"] == 2
     canary_gone(cluster, "failing")
+    cluster.kubectl(
+        "wait", "-n", NAMESPACE, "--for=condition=RolledBack", "mdep/failing", "--timeout=10s"
+    )
+    assert condition(status, "RolledBack")["message"] == degraded["message"]
+    assert condition(status, "Promoted")["status"] == "False"
     warnings = [(r, m) for t, r, m in events(cluster, "failing") if t == "Warning"]
     assert warnings
     assert warnings[0][0] == "AnalysisFailed"
+
+
+def test_a_canary_worse_than_stable_by_the_margin_is_rolled_back(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    servers: dict[str, Any],
+) -> None:
+    """An absolute bound it meets (maxErrorRate 0.5) does not save a canary that is worse than
+    the stable variant by more than maxErrorRateIncrease, measured over the same interval."""
+    artifacts = servers["artifacts"]
+    body = manifest(
+        "worse",
+        artifacts["good"],
+        artifacts["faulty"],
+        traffic={"steps": [20, 50], "interval": "2s"},
+        analysis={
+            "maxErrorRate": 0.5,
+            "maxErrorRateIncrease": 0.05,
+            "minRequests": 10,
+            "failureLimit": 2,
+        },
+    )
+    with load((servers["stable"], 0), (servers["faulty"], 4)):  # 1 of every 4 fails
+        create(custom, body)
+        status, _ = watch_weights(custom, "worse", lambda s: s.get("phase") == "RolledBack", 60)
+    rolled_back = condition(status, "RolledBack")
+    assert rolled_back["status"] == "True"
+    measured = re.search(
+        r"error rate ([0-9.]+) > stable's ([0-9.]+) \+ maxErrorRateIncrease 0.05",
+        rolled_back["message"],
+    )
+    assert measured, rolled_back["message"]
+    assert float(measured.group(1)) == pytest.approx(0.25, abs=0.05)
+    assert float(measured.group(2)) == pytest.approx(0.0, abs=0.01)
+    assert status["analysis"]["stable"]["errorRate"] == pytest.approx(0.0, abs=0.01)
+    canary_gone(cluster, "worse")
 
 
 def test_restart_mid_rollout_carries_on(

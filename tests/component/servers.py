@@ -120,6 +120,8 @@ def model_server(
         "127.0.0.1",
         "--port",
         str(port),
+        "--grpc-port",
+        "0",
         "--allow-pickle",
     ]
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115

@@ -272,6 +272,7 @@ def test_drift_moves_with_shifted_inputs(server: str) -> None:
     after = metric_samples(server)
     assert value(after, "mlops_feature_drift_psi", feature="sepal_length") > 1.0
     assert value(after, "mlops_feature_drift_psi", feature="sepal_width") < 0.25
+    assert value(after, "mlops_feature_drift_rows") >= 500  # what the PSI is based on
 
 
 def test_feedback_moves_online_accuracy(server: str) -> None:
@@ -304,6 +305,12 @@ def test_feedback_moves_online_accuracy(server: str) -> None:
     assert "fb-1" in error["error"]
     assert http(server, "POST", "/v2/models/iris/feedback", {"id": "x"})[0] == 400
     assert http(server, "POST", "/v2/models/iris/feedback", b"[")[0] == 400
+    # a truth that is none of the model's classes is refused, not counted as wrong
+    http(server, "POST", "/v2/models/iris/infer", infer_body([setosa], id="fb-2"))
+    status, error = http(server, "POST", "/v2/models/iris/feedback", {"id": "fb-2", "truth": [7]})
+    assert status == 400
+    assert "not a class of this model (classes: 0, 1, 2)" in error["error"]
+    assert value(metric_samples(server), "mlops_online_accuracy") == pytest.approx(2 / 3)
 
 
 # readiness ------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ def serve(
             f"--model-digest={digest or artifact[1]}",
             "--host=127.0.0.1",
             f"--port={port}",
+            "--grpc-port=0",
             *args,
         ],
         stdout=subprocess.PIPE,

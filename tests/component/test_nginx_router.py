@@ -213,3 +213,84 @@ def test_reload_under_load_drops_nothing(tmp_path: Path) -> None:
     print(f"reloads under load: {len(served)} answered, {nginx.retries} idle connections retried")
     assert len(served) == 3000
     assert not [v for v in served if v not in ("stable", "canary")]
+
+
+@contextmanager
+def model_servers(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Two real `mlops serve` data planes (stable, canary) on loopback: their base URLs."""
+    from model_server.settings import ServerSettings
+    from model_server.testing import iris_artifact, running_server
+
+    directory = tmp_path / "iris"
+    digest = iris_artifact(directory)
+    with (
+        running_server(
+            ServerSettings(model_uri=str(directory), model_digest=digest, variant="stable")
+        ) as stable,
+        running_server(
+            ServerSettings(model_uri=str(directory), model_digest=digest, variant="canary")
+        ) as canary,
+    ):
+        yield {"stable": stable, "canary": canary}
+
+
+def feedback_counted(base: str) -> float:
+    from model_server.testing import http
+
+    status, text = http(base, "GET", "/metrics")
+    assert status == 200
+    text = text if isinstance(text, str) else text.decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("mlops_feedback_total{") and 'outcome="observed"' not in line
+    )
+
+
+@pytest.mark.parametrize(
+    "split",
+    [Split(canary_weight=50, canary=True), Split(canary=True, mirror=True)],
+    ids=["live-50-50", "shadow"],
+)
+def test_feedback_through_the_router_reaches_the_variant_that_predicted(
+    tmp_path: Path, split: Split
+) -> None:
+    """The client sends predictions and then their ground truth to the router only, never
+    naming a variant: every feedback is accepted, by the variant that made the prediction
+    (in shadow, by both: the canary predicted the mirrored copy)."""
+    from model_server.testing import http
+
+    row = [5.1, 3.5, 1.4, 0.2]
+    with model_servers(tmp_path) as bases:
+        servers = {
+            variant: Backend(variant, int(base.rsplit(":", 1)[1]))
+            for variant, base in bases.items()
+        }
+        nginx = Nginx(tmp_path / "nginx", servers)
+        nginx.prefix.mkdir()
+        nginx.write(split)
+        nginx.start()
+        try:
+            router = f"http://127.0.0.1:{nginx.port}"
+            for index in range(20):
+                body = {
+                    "id": f"order-{index}",
+                    "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": row}],
+                }
+                status, _ = http(router, "POST", "/v2/models/iris/infer", body)
+                assert status == 200
+            time.sleep(0.5)  # mirrored copies are sent after the answer
+            answers = [
+                http(router, "POST", "/v2/models/iris/feedback", {"id": f"order-{i}", "truth": [0]})
+                for i in range(20)
+            ]
+        finally:
+            nginx.stop()
+        assert [status for status, _ in answers] == [200] * 20, answers
+        counted = {variant: feedback_counted(base) for variant, base in bases.items()}
+    if split.mirror:
+        assert counted == {"stable": 20, "canary": 20}
+    else:
+        assert counted["stable"] + counted["canary"] == 20
+        assert counted["stable"] > 0
+        assert counted["canary"] > 0

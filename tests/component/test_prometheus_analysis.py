@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -151,3 +152,67 @@ def test_analysis_reads_error_rates_from_prometheus(
     assert f"error rate {canary_m.error_rate:.4f} > maxErrorRate 0.05" in decision.message
     healthy = decide(plan, state, "sha256:c", at, stable_m)
     assert healthy.action == "advance"
+
+
+def _monitoring_expressions() -> dict[str, str]:
+    """Every expression of the chart's dashboard and alerting rules, by where it is."""
+    import json
+    import re
+
+    from tests.packaging.tools import CHART, one, render
+
+    dashboard = json.loads((CHART / "files" / "dashboards" / "mlops.json").read_text())
+    found = {
+        f"dashboard: {panel['title']} {target['refId']}": target["expr"]
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    }
+    rules = one(render({"alerts": {"enabled": True}}), "PrometheusRule")["spec"]["groups"]
+    found |= {f"alert: {rule['alert']}": rule["expr"] for group in rules for rule in group["rules"]}
+    variables = {"$namespace": ".*", "$model": ".*", "$__rate_interval": "1m"}
+    for key, expr in found.items():
+        filled = expr
+        for name, value in variables.items():
+            filled = filled.replace(name, value)
+        found[key] = re.sub(r"\s+", " ", filled)
+    return found
+
+
+def test_dashboard_and_alerts_query_metrics_that_exist(
+    servers: dict[str, Server], prometheus: str, tmp_path: Path
+) -> None:
+    """Each panel and alert is valid PromQL to a real Prometheus, and every metric it reads is
+    exported by a real model server or by the operator; promtool accepts the rules."""
+    import re
+
+    from prometheus_client import generate_latest
+
+    from mlops_operator import metrics as operator_metrics
+    from tests.packaging.tools import one, render
+
+    send(servers["stable"].port, 5)
+    exported = set(
+        re.findall(
+            r"^# TYPE (mlops_\w+)",
+            request(servers["stable"].port, "GET", "/metrics")[1].decode(),
+            re.M,
+        )
+    )
+    exported |= set(
+        re.findall(
+            r"^# TYPE (mlops_\w+)", generate_latest(operator_metrics.REGISTRY).decode(), re.M
+        )
+    )
+    source = PrometheusSource(prometheus)
+    for where, expr in _monitoring_expressions().items():
+        source.query(expr, time.time())  # raises QueryError on invalid PromQL
+        for name in re.findall(r"\b(mlops_\w+)", expr):
+            base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+            assert name in exported or base in exported, f"{where}: {name} is not exported"
+    rules = one(render({"alerts": {"enabled": True}}), "PrometheusRule")["spec"]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rules["groups"]}))
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

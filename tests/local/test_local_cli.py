@@ -158,3 +158,67 @@ def test_status_without_a_run_says_so(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "nothing has run" in result.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_ab_test_and_shadow_reuse_earlier_models_and_end(tmp_path: Path) -> None:
+    """The A/B and shadow examples as the docs run them: alone they name the TrainingJob to
+    add; after the models were trained in the same home they reuse them, are judged for
+    --analyses intervals and end, each variant with its own online accuracy."""
+    alone = subprocess.run(
+        mlops("up", "-f", str(EXAMPLES / "modeldeployment-abtest.yaml"), home=tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert alone.returncode == 1
+    assert alone.stderr.count("\n") == 1, alone.stderr
+    assert "spec.stable.model.trainingJob cancer-v1 is neither in the manifests" in alone.stderr
+    assert "Traceback" not in alone.stdout + alone.stderr
+    quickstart = EXAMPLES / "quickstart"
+    train = mlops(
+        "up", "-f", str(quickstart / "01-trainingjob-v1.yaml"), "-f",
+        str(quickstart / "02-trainingjob-v2.yaml"), home=tmp_path,
+    )  # fmt: skip
+    assert subprocess.run(train, capture_output=True, check=False).returncode == 0
+    up = mlops(
+        "up", "-f", str(EXAMPLES / "modeldeployment-abtest.yaml"), "-f",
+        str(EXAMPLES / "modeldeployment-shadow.yaml"), "--traffic", "20", "--analyses", "1",
+        home=tmp_path,
+    )  # fmt: skip
+    result = subprocess.run(up, capture_output=True, text=True, check=False, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cancer-v1: reusing the model trained earlier" in result.stdout
+    final = status(tmp_path)["modelDeployments"]
+    ab, shadow = final["cancer-ab"]["status"], final["cancer-shadow"]["status"]
+    assert ab["phase"] == shadow["phase"] == "Progressing"
+    assert ab["canary"]["weight"] == 30
+    assert shadow["canary"]["weight"] == 100  # its share of mirrored traffic
+    for judged in (ab, shadow):
+        assert judged["analysis"]["verdict"] in ("Passed", "Failed")
+        assert judged["analysis"]["stable"]["accuracy"] is not None
+        assert judged["analysis"]["canary"]["accuracy"] is not None
+
+
+def test_a_rollout_without_traffic_says_how_to_send_some(tmp_path: Path) -> None:
+    up = subprocess.Popen(
+        mlops("up", "-f", str(EXAMPLES / "rollback"), home=tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline, hints = time.monotonic() + 240, []
+        while time.monotonic() < deadline and not hints:
+            if (tmp_path / "state.json").exists():
+                hints = [e for e in status(tmp_path).get("events", []) if "hint:" in e]
+            time.sleep(1)
+        assert hints, "no hint while every step was held"
+        assert "--traffic 20" in hints[0]
+        assert "/v2/models/wine/infer" in hints[0]
+        subprocess.run(mlops("down", home=tmp_path), capture_output=True, check=True)
+        output, _ = up.communicate(timeout=60)
+        assert output.count("hint:") == 1  # said once, not every interval
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.communicate()

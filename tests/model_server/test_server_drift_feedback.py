@@ -40,6 +40,17 @@ def test_drift_follows_the_served_inputs(iris_model: LoadedModel) -> None:
     assert after["sepal_width"] < 0.25
 
 
+def test_drift_needs_a_minimum_sample(iris_model: LoadedModel) -> None:
+    monitor = DriftMonitor(iris_model.metadata, iris_model.feature_names, window=1000)
+    few = [np.full(5, 9.9) for _ in range(4)]  # 5 rows far out of distribution
+    monitor.observe(few)
+    assert monitor.psi() == {}
+    assert monitor.effective_rows == 5
+    monitor.observe([np.full(95, 9.9) for _ in range(4)])
+    assert monitor.psi()["sepal_length"] > 1.0
+    assert monitor.effective_rows == 100
+
+
 def test_feedback_accuracy_and_bounds() -> None:
     store = FeedbackStore(capacity=2, classification=True)
     store.remember("a", [0, 1])
@@ -54,6 +65,14 @@ def test_feedback_accuracy_and_bounds() -> None:
     assert store.accuracy() == 0.5
     with pytest.raises(NotFound):
         store.record("b", [2])  # each id is accepted once
+
+
+def test_feedback_names_a_class_of_the_model() -> None:
+    store = FeedbackStore(capacity=10, classification=True, classes=["no", "yes"])
+    store.remember("a", ["yes"])
+    with pytest.raises(InvalidInput, match=r"truth 1 is not a class of this model .*'no', 'yes'"):
+        store.record("a", [1])
+    assert store.record("a", ["yes"]).correct == 1  # the refused feedback consumed nothing
 
 
 def test_feedback_row_count_must_match() -> None:
@@ -94,7 +113,7 @@ def test_categorical_drift() -> None:
             },
         }
     )
-    monitor = DriftMonitor(metadata, ["color"], window=100)
+    monitor = DriftMonitor(metadata, ["color"], window=100, min_rows=10)
     monitor.observe([np.array(["red", "blue"] * 50, dtype=object)])
     assert monitor.psi()["color"] < 0.01
     for _ in range(10):

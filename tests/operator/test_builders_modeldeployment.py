@@ -8,8 +8,9 @@ import kubernetes_validate
 import pytest
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
-from mlops_operator.builders import ServedModel, ServingOptions
 from mlops_operator.builders.modeldeployment import children, split_for
+from mlops_operator.builders.serving import ServingOptions
+from mlops_operator.canary.resolve import ServedModel
 from mlops_operator.traffic.router import RouterOptions
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,7 @@ import kubernetes_validate
 import pytest
 
 from mlops_operator.api.modeldeployment import Variant
-from mlops_operator.builders import (
-    ServedModel,
+from mlops_operator.builders.serving import (
     ServingOptions,
     autoscaler,
     disruption_budget,
@@ -17,6 +16,8 @@ from mlops_operator.builders import (
     model_server_deployment,
     variant_service,
 )
+from mlops_operator.canary.resolve import ServedModel
+from mlops_operator.traffic.providers import PROVIDERS
 
 pytestmark = pytest.mark.unit
 DIGEST = "sha256:" + "ab" * 32
@@ -122,22 +123,20 @@ def test_autoscaling_leaves_replicas_to_the_hpa() -> None:
     assert autoscaler("iris", "ml", "stable", variant()) is None
 
 
+def entry(provider: str) -> dict[str, Any]:
+    return entry_service("iris", "ml", to_router=PROVIDERS[provider].entry_to_router)
+
+
 def test_services_and_budget() -> None:
     for obj in (
         variant_service("iris", "ml", "canary"),
-        entry_service("iris", "ml", "builtin"),
-        entry_service("iris", "ml", "istio"),
+        entry("builtin"),
+        entry("istio"),
         disruption_budget("iris", "ml", "stable"),
     ):
         validate(obj)
     assert variant_service("iris", "ml", "canary")["spec"]["selector"]["mlops.dev/variant"] == (
         "canary"
     )
-    assert (
-        entry_service("iris", "ml", "builtin")["spec"]["selector"]["app.kubernetes.io/component"]
-        == "router"
-    )
-    assert (
-        entry_service("iris", "ml", "gatewayAPI")["spec"]["selector"]["mlops.dev/variant"]
-        == "stable"
-    )
+    assert entry("builtin")["spec"]["selector"]["app.kubernetes.io/component"] == "router"
+    assert entry("gatewayAPI")["spec"]["selector"]["mlops.dev/variant"] == "stable"

@@ -243,6 +243,64 @@ def test_evaluate_thresholds(metrics: VariantMetrics, verdict: str) -> None:
     assert evaluate(STRICT, metrics)[0] == verdict
 
 
+RELATIVE = Thresholds(
+    max_error_rate=1.0,
+    max_error_rate_increase=0.01,
+    max_latency_p99_increase_ms=50,
+    max_accuracy_drop=0.02,
+    min_requests=20,
+)
+STABLE = VariantMetrics(requests=400, error_rate=0.01, latency_p99_ms=100.0, accuracy=0.97)
+
+
+@pytest.mark.parametrize(
+    ("canary", "verdict", "why"),
+    [
+        (
+            VariantMetrics(requests=100, error_rate=0.02, latency_p99_ms=150.0, accuracy=0.95),
+            "Passed",
+            "within",
+        ),
+        (
+            VariantMetrics(requests=100, error_rate=0.03),
+            "Failed",
+            "error rate 0.0300 > stable's 0.0100 + maxErrorRateIncrease 0.01",
+        ),
+        (
+            VariantMetrics(requests=100, error_rate=0.0, latency_p99_ms=151.0),
+            "Failed",
+            "p99 latency 151.0ms > stable's 100.0ms + maxLatencyP99IncreaseMs 50",
+        ),
+        (
+            VariantMetrics(requests=100, error_rate=0.0, accuracy=0.94),
+            "Failed",
+            "online accuracy 0.9400 < stable's 0.9700 - maxAccuracyDrop 0.02",
+        ),
+    ],
+)
+def test_a_canary_worse_than_stable_by_more_than_the_margin_fails(
+    canary: VariantMetrics, verdict: str, why: str
+) -> None:
+    got, message = evaluate(RELATIVE, canary, STABLE)
+    assert got == verdict
+    assert why in message
+
+
+def test_relative_thresholds_need_the_stable_numbers() -> None:
+    worse = VariantMetrics(requests=100, error_rate=0.5, accuracy=0.1)
+    assert evaluate(RELATIVE, worse, None)[0] == "Passed"  # nothing to compare with
+    assert evaluate(RELATIVE, worse, VariantMetrics(requests=100))[0] == "Passed"
+
+
+def test_decide_compares_the_canary_with_the_stable_variant() -> None:
+    plan = Plan(steps=(10, 50), interval=30, thresholds=replace(RELATIVE, failure_limit=1))
+    started = decide(plan, RolloutState(), "sha256:c", 0.0).state
+    worse = VariantMetrics(requests=100, error_rate=0.05)
+    decision = decide(plan, started, "sha256:c", 31.0, worse, baseline=STABLE)
+    assert decision.action == "rollback"
+    assert "maxErrorRateIncrease" in decision.message
+
+
 def test_plan_from_spec() -> None:
     spec = ModelDeploymentSpec.model_validate(
         {

@@ -7,12 +7,11 @@ from typing import Any
 import pytest
 
 from mlops_operator.api.common import ModelRef
-from mlops_operator.builders import ServedModel
 from mlops_operator.canary import Counters, RolloutState
-from mlops_operator.canary.resolve import Waiting, newest, resolve
-from mlops_operator.canary.status import (
+from mlops_operator.canary.resolve import ServedModel, Waiting, newest, resolve
+from mlops_operator.status.conditions import rfc3339
+from mlops_operator.status.modeldeployment import (
     epoch,
-    rfc3339,
     snapshot_from_status,
     snapshot_to_status,
     state_from_status,
@@ -77,7 +76,7 @@ def test_state_round_trips_through_the_status() -> None:
         "phase": "Progressing",
         "canaryWeight": 25,
         "canary": {"digest": DIGEST},
-        "analysis": {"time": rfc3339(since), "step": 1, "failures": 1},
+        "analysis": {"time": rfc3339(since, precise=True), "step": 1, "failures": 1},
     }
     assert state_from_status(status) == RolloutState(
         phase="Progressing", canary=DIGEST, step=1, weight=25, failures=1, since=since

@@ -47,3 +47,62 @@ def test_validate_names_a_missing_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", "-f", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 1
     assert "no such file" in result.output
+
+
+TRAININGJOB = """
+apiVersion: mlops.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: churn}
+spec:
+  dataset: {uri: DATA, target: TARGET}
+  model:
+    estimator: ESTIMATOR
+    params: {PARAM: 10}
+"""
+
+
+def validate_one(tmp_path: Path, **fill: str) -> tuple[int, str]:
+    values = {
+        "DATA": str(EXAMPLES / "data" / "churn.csv"),
+        "TARGET": "churned",
+        "ESTIMATOR": "sklearn.ensemble.RandomForestClassifier",
+        "PARAM": "n_estimators",
+        **fill,
+    }
+    text = TRAININGJOB
+    for key, value in values.items():
+        text = text.replace(key, value)
+    manifest = tmp_path / "tj.yaml"
+    manifest.write_text(text)
+    result = CliRunner().invoke(main, ["validate", "-f", str(manifest)])
+    return result.exit_code, result.output
+
+
+def test_validate_checks_what_a_training_run_would(tmp_path: Path) -> None:
+    assert validate_one(tmp_path) == (0, "trainingjob/churn valid\n")
+    code, out = validate_one(tmp_path, ESTIMATOR="sklearn.ensemble.RandomForestClasifier")
+    assert code == 1
+    assert "spec.model.estimator" in out
+    assert "did you mean sklearn.ensemble.RandomForestClassifier?" in out
+    code, out = validate_one(tmp_path, PARAM="n_estimator")
+    assert code == 1
+    assert "spec.model.params.n_estimator: not a parameter of RandomForestClassifier" in out
+    assert "did you mean n_estimators?" in out
+    code, out = validate_one(tmp_path, TARGET="churn")
+    assert code == 1
+    assert "no column(s) churn" in out
+    missing = tmp_path / "nope.csv"
+    code, out = validate_one(tmp_path, DATA=str(missing))
+    assert code == 1
+    assert f"spec.dataset.uri: dataset {missing}: no such file" in out
+
+
+def test_validate_words_an_unknown_field_as_the_api_server_does(tmp_path: Path) -> None:
+    manifest = tmp_path / "tj.yaml"
+    manifest.write_text(
+        (EXAMPLES / "quickstart" / "01-trainingjob-v1.yaml").read_text()
+        + "  preprocessing:\n    scalling: standard\n"
+    )
+    result = CliRunner().invoke(main, ["validate", "-f", str(manifest)])
+    assert result.exit_code == 1
+    assert 'unknown field "spec.preprocessing.scalling"' in result.output

@@ -8,12 +8,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from mlops_operator.builders.job import (
-    NON_RETRYABLE_EXIT_CODES,
-    build_job,
-    pvc_claim,
-)
-from mlops_operator.naming import JOB_NAME_MAX, job_name, run_name
+from mlops_operator.api.workload import NON_RETRYABLE_EXIT_CODES
+from mlops_operator.builders.job import build_job, pvc_claim
+from mlops_operator.objects import JOB_NAME_MAX, job_name, run_name
 from mlops_operator.settings import OperatorSettings
 from tests.operator.trainingjob_fixtures import UID, trainingjob
 

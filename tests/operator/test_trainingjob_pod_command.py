@@ -17,11 +17,8 @@ from typing import Any
 
 import pytest
 
-from mlops_operator.builders.job import (
-    NON_RETRYABLE_EXIT_CODES,
-    TERMINATION_MESSAGE_PATH,
-    build_job,
-)
+from mlops_operator.api.workload import NON_RETRYABLE_EXIT_CODES, TERMINATION_LOG
+from mlops_operator.builders.job import build_job
 from mlops_operator.settings import OperatorSettings
 from mlops_operator.status.trainingjob import compute
 from model_server.artifact import compute_digest
@@ -37,7 +34,7 @@ def run_pod(body: dict[str, Any], tmp_path: Path) -> tuple[int, str]:
     container = spec["spec"]["template"]["spec"]["containers"][0]
     log = tmp_path / "termination-log"
     log.touch()  # the kubelet creates the file before the container starts
-    args = [str(log) if arg == TERMINATION_MESSAGE_PATH else arg for arg in container["args"]]
+    args = [str(log) if arg == TERMINATION_LOG else arg for arg in container["args"]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
     env.update({e["name"]: e["value"] for e in container["env"] if "value" in e})
     env.update(HOME=str(tmp_path), TMPDIR=str(tmp_path))

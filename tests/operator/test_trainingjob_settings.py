@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import yaml
 from prometheus_client import generate_latest
@@ -106,3 +108,19 @@ def test_kopf_keeps_state_in_annotations_and_watches_only_our_pods_and_jobs() ->
     assert [",".join(sorted(s.split(","))) for s in selectors.collect(pods)] == expected
     assert [",".join(sorted(s.split(","))) for s in selectors.collect(jobs)] == expected
     assert list(selectors.collect(deployments)) == []
+
+
+def test_timer_successes_are_not_logged_every_tick(caplog: pytest.LogCaptureFixture) -> None:
+    from mlops_operator.operator import quiet_timers
+
+    objects = logging.getLogger("test.kopf.objects")
+    objects.setLevel(logging.INFO)
+    quiet_timers(objects)
+    with caplog.at_level(logging.INFO, logger="test.kopf.objects"):
+        objects.info("Timer 'tick' succeeded.")
+        objects.info("Handler 'changed' succeeded.")
+        objects.error("Timer 'tick' failed with an exception. Will retry.")
+    assert [r.getMessage() for r in caplog.records] == [
+        "Handler 'changed' succeeded.",
+        "Timer 'tick' failed with an exception. Will retry.",
+    ]

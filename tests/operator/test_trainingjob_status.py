@@ -194,6 +194,23 @@ def test_unschedulable_pod_stays_pending_with_the_scheduler_message() -> None:
     assert "Insufficient memory" in outcome.message
 
 
+def test_a_missing_model_store_claim_says_where_and_what_to_do() -> None:
+    stuck = pod(phase="Pending")
+    stuck["status"]["conditions"] = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": 'persistentvolumeclaim "mlops-models" not found. not found',
+        }
+    ]
+    outcome = observe(job(active=1), [stuck])
+    assert (outcome.phase, outcome.reason) == ("Pending", "ModelStoreClaimMissing")
+    assert "the claim mlops-models does not exist in namespace team-a" in outcome.message
+    assert "operator.watchNamespaces" in outcome.message
+    assert "spec.output.uri" in outcome.message
+
+
 def test_completed_without_result_is_a_failure_that_says_so() -> None:
     pods = [pod(phase="Succeeded", state=terminated(0, "not json"))]
     outcome = observe(job([true("Complete")]), pods)
@@ -206,6 +223,27 @@ def test_job_deleted_mid_run_fails() -> None:
     status, _ = compute(body, None, [], NOW)
     assert condition(status, "Failed")["reason"] == "JobDeleted"
     assert status["startTime"] == "2026-11-22T10:00:01Z"
+
+
+def test_success_reports_the_compiled_model_check() -> None:
+    from mlops_operator.api.trainingjob import TrainingJobStatus
+
+    onnx = {"verified": True, "rows": 30, "labelsEqual": True, "maxAbsDiff": 1.2e-7}
+    pods = [pod(phase="Succeeded", state=terminated(0, result(onnx=onnx)))]
+    finished = job([true("Complete")], succeeded=1, completionTime="2026-11-22T10:05:00Z")
+    status, _ = compute(trainingjob(), finished, pods, NOW)
+    assert status["onnx"] == onnx
+    TrainingJobStatus.model_validate(status)
+    unconvertible = {"verified": False, "reason": "skl2onnx cannot convert it"}
+    pods = [pod(phase="Succeeded", state=terminated(0, result(onnx=unconvertible)))]
+    status, _ = compute(trainingjob(), finished, pods, NOW)
+    assert status["onnx"] == unconvertible
+    assert (
+        "onnx"
+        not in compute(
+            trainingjob(), finished, [pod(phase="Succeeded", state=terminated(0, result()))], NOW
+        )[0]
+    )
 
 
 def test_parse_result_and_score() -> None:

@@ -53,6 +53,7 @@ EVERYTHING: dict[str, Any] = {
     "modelStore": {"uri": "s3://models/prod", "persistence": {"existingClaim": "shared-models"}},
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "dashboard": {"namespace": "monitoring", "annotations": {"grafana_folder": "MLOps"}},
+    "alerts": {"enabled": True, "labels": {"release": "prometheus"}, "minAccuracy": 0.9},
 }
 MINIMAL: dict[str, Any] = {
     "crds": {"enabled": False},
@@ -84,8 +85,13 @@ def test_rendered_objects_are_valid_kubernetes_objects(name: str) -> None:
     for obj in objects:
         where = f"{obj['kind']}/{obj['metadata']['name']}"
         if obj["apiVersion"] == MONITORING:  # the Prometheus Operator's CRDs: not built in
-            assert obj["kind"] in {"ServiceMonitor", "PodMonitor"}, where
-            assert obj["spec"]["selector"]["matchLabels"], where
+            assert obj["kind"] in {"ServiceMonitor", "PodMonitor", "PrometheusRule"}, where
+            if obj["kind"] == "PrometheusRule":
+                rules = [rule for group in obj["spec"]["groups"] for rule in group["rules"]]
+                assert all(rule["alert"] and rule["expr"] for rule in rules), where
+                assert "< 0.9" in next(r["expr"] for r in rules if "Accuracy" in r["alert"])
+            else:
+                assert obj["spec"]["selector"]["matchLabels"], where
             continue
         try:
             kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)

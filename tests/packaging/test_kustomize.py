@@ -77,3 +77,22 @@ def test_base_rbac_is_the_rules_file(built: list[dict[str, Any]]) -> None:
 def test_selectors_are_not_relabelled(built: list[dict[str, Any]]) -> None:
     (deployment,) = (obj for obj in built if obj["kind"] == "Deployment")
     assert "app.kubernetes.io/managed-by" not in deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_the_image_overlay_moves_the_workload_image_too() -> None:
+    """The documented overlay: `images:` sets the operator's image, and training and
+    model-server Pods (MLOPS_IMAGE) follow it; nothing else is rewritten."""
+    result = subprocess.run(
+        [str(tool("kubectl")), "kustomize", str(REPO / "examples" / "kustomize-overlay")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert container["image"] == "registry.example/mlops-operator:0.1.0"
+    assert env["MLOPS_IMAGE"] == container["image"]
+    assert env["MLOPS_IMAGE_PULL_POLICY"] == "IfNotPresent"

@@ -143,3 +143,51 @@ def test_the_version_defaults_to_a_utc_timestamp(train: Trainer) -> None:
     )
     assert run.code == 0
     assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", run.result["model"]["version"])
+
+
+def test_the_compiled_model_is_checked_digested_and_served(train: Trainer, churn_pvc: str) -> None:
+    from model_server.model import RuntimeOptions, load
+
+    run = train(churn_spec(churn_pvc))
+    assert run.code == 0, run.result["message"]
+    artifact = run.artifact()
+    check = read_metadata(artifact).onnx
+    assert check is not None
+    assert check.verified, check.reason
+    assert check.labels_equal
+    assert check.max_abs_diff is not None
+    assert check.max_abs_diff <= check.tolerance
+    assert check.input_type == "double"
+    assert run.result["onnx"] == {
+        "verified": True,
+        "rows": check.rows,
+        "labelsEqual": True,
+        "maxAbsDiff": pytest.approx(check.max_abs_diff, rel=1e-5, abs=1e-12),
+        "tolerance": check.tolerance,
+    }
+    digest = run.result["model"]["digest"]
+    assert compute_digest(artifact) == digest
+    assert load(str(artifact), digest).runtime_name == "onnx"
+    assert load(str(artifact), digest, options=RuntimeOptions("sklearn")).runtime_name == "sklearn"
+    (artifact / "model.onnx").write_bytes(b"not the model")
+    with pytest.raises(DigestMismatchError):
+        verify(artifact, digest)
+
+
+def test_an_unconvertible_model_is_published_without_onnx_and_says_why(
+    train: Trainer, churn_pvc: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = churn_spec(churn_pvc)
+    spec["model"] = {"estimator": "sklearn.semi_supervised.LabelPropagation", "params": {}}
+    run = train(spec)
+    assert run.code == 0, run.result["message"]
+    assert run.result["phase"] == "Succeeded"
+    assert run.result["onnx"]["verified"] is False
+    assert "skl2onnx cannot convert it" in run.result["onnx"]["reason"]
+    artifact = run.artifact()
+    assert not (artifact / "model.onnx").exists()
+    check = read_metadata(artifact).onnx
+    assert check is not None
+    assert not check.verified
+    assert check.reason.startswith(run.result["onnx"]["reason"].rstrip("…"))
+    assert "warning: published without model.onnx: double: skl2onnx" in capsys.readouterr().err

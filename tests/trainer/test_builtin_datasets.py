@@ -39,9 +39,12 @@ def test_trains_and_publishes(  # noqa: PLR0917
     assert set(result["metrics"]) == {*expected, "cv_mean", "cv_std"}
     assert result["model"]["version"] == "v1"
     assert result["model"]["digest"].startswith("sha256:")
+    assert result["onnx"]["verified"], result["onnx"]
+    assert result["onnx"]["rows"] > 0
     assert sorted(p.name for p in run.artifact().iterdir()) == [
         "digest",
         "metadata.json",
+        "model.onnx",
         "model.skops",
     ]
     assert "Succeeded" in run.stdout

@@ -167,3 +167,16 @@ def test_unwritable_store(train: Trainer, tmp_path: Path) -> None:
     assert run.code == 11
     assert "cannot write" in run.result["message"]
     assert run.files_in_store() == [blocker]
+
+
+def test_a_missing_pvc_file_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainer.data import read_bytes
+    from trainer.errors import DataUnreadableError
+
+    monkeypatch.setenv("MLOPS_PVC_ROOT", str(tmp_path))
+    with pytest.raises(DataUnreadableError) as raised:
+        read_bytes("pvc://mlops-data/churn.csv")
+    assert f"looked at {tmp_path}/mlops-data/churn.csv" in str(raised.value)
+    assert "$MLOPS_PVC_ROOT" in str(raised.value)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
-from trainer.gate import GateFailure
-from trainer.result import MAX_BYTES, DataSummary, PublishedModel, TrainingResult
+from mlops_operator.api.workload import (
+    MAX_BYTES,
+    DataSummary,
+    GateFailure,
+    PublishedModel,
+    TrainingResult,
+)
 
 
 def big_result() -> TrainingResult:
@@ -69,3 +74,18 @@ def test_the_result_round_trips_through_its_model() -> None:
     parsed = TrainingResult.model_validate_json(text)
     assert parsed.model is not None
     assert parsed.model.version == "v1"
+
+
+def test_the_onnx_check_survives_the_bound() -> None:
+    from mlops_operator.api.trainingjob import CompiledModel
+
+    result = big_result()
+    result.onnx = CompiledModel(verified=False, reason="double: " + "z" * 5000, rows=30)
+    text = result.to_termination_message()
+    assert len(text.encode()) <= MAX_BYTES
+    document = json.loads(text)
+    assert document["onnx"]["verified"] is False
+    assert len(document["onnx"].get("reason", "")) <= 300
+    verified = big_result()
+    verified.onnx = CompiledModel(verified=True, rows=30, max_abs_diff=1.2e-7, tolerance=1e-5)
+    assert json.loads(verified.to_termination_message())["onnx"]["maxAbsDiff"] == 1.2e-7

@@ -27,6 +27,33 @@ def test_csv_with_categorical_columns_and_missing_values(train: Trainer, churn_p
     assert "roc_auc" in run.result["metrics"]
 
 
+def test_dates_are_left_out_and_identifiers_flagged(train: Trainer, tmp_path: Path) -> None:
+    """A signup date (one value per day) would be one-hot encoded into a column per day and
+    then look like drift on every new day: it is left out, with a line saying so; an id-like
+    text column is kept but flagged."""
+    frame = pd.read_csv(CHURN_CSV)
+    frame["signup"] = pd.date_range("2024-01-01", periods=len(frame), freq="D").strftime("%Y-%m-%d")
+    frame["seen_at"] = pd.date_range("2024-01-01T08:00:00", periods=len(frame), freq="h").map(
+        lambda stamp: stamp.isoformat() + "Z"
+    )
+    frame["customer"] = [f"c-{i:05d}" for i in range(len(frame))]
+    path = tmp_path / "churn-dated.csv"
+    frame.to_csv(path, index=False)
+    run = train(churn_spec(f"file://{path}"))
+    assert run.code == 0, run.result["message"]
+    warnings = " ".join(run.result.get("warnings") or [])
+    assert "column 'signup' left out: a date or timestamp" in warnings
+    assert "column 'seen_at' left out" in warnings
+    assert "categorical column 'customer' has 400 distinct values in 400 rows" in warnings
+    (version,) = (run.store / "team-a" / "job").iterdir()
+    metadata = json.loads((version / "metadata.json").read_text())
+    names = [feature["name"] for feature in metadata["features"]]
+    assert "signup" not in names
+    assert "seen_at" not in names
+    assert "customer" in names
+    assert set(metadata["dataReport"]["droppedColumns"]) == {"signup", "seen_at"}
+
+
 def test_parquet_file(train: Trainer, tmp_path: Path) -> None:
     path = tmp_path / "churn.parquet"
     pd.read_csv(CHURN_CSV).to_parquet(path)
@@ -142,6 +169,7 @@ def test_s3_data_and_model_store(train: Trainer, s3: object, tmp_path: Path) -> 
     assert sorted(p.rsplit("/", 1)[1] for p in s3.ls("models/team-a/job/v1")) == [
         "digest",
         "metadata.json",
+        "model.onnx",
         "model.skops",
     ]
     local = fetch_directory(model["uri"], tmp_path / "fetched")

@@ -16,6 +16,8 @@ from mlops_operator.api.common import (
 )
 
 Percent = Annotated[int, Field(ge=0, le=100)]
+ProviderName = Literal["builtin", "gatewayAPI", "istio"]
+"""The traffic providers: one row each in mlops_operator.traffic.providers.PROVIDERS."""
 
 
 class Autoscaling(ApiModel):
@@ -105,6 +107,15 @@ class Analysis(ApiModel):
     """The largest 99th-percentile latency allowed, in milliseconds."""
     min_accuracy: Annotated[float | None, Field(ge=0, le=1)] = None
     """The lowest online accuracy allowed (from feedback), when feedback is sent."""
+    max_error_rate_increase: Annotated[float | None, Field(ge=0, le=1)] = None
+    """Compared with the stable variant over the same interval: the canary's error rate may
+    exceed the stable's by at most this much, e.g. 0.01."""
+    max_latency_p99_increase_ms: Annotated[float | None, Field(ge=0)] = None
+    """Compared with the stable variant: the canary's p99 may exceed the stable's by at most
+    this many milliseconds."""
+    max_accuracy_drop: Annotated[float | None, Field(ge=0, le=1)] = None
+    """Compared with the stable variant: the canary's online accuracy may be at most this
+    much lower than the stable's, e.g. 0.02 (both need feedback in the interval)."""
     min_requests: Annotated[int, Field(ge=0)] = 20
     """Fewer requests than this in an interval decide nothing: the step is held."""
     failure_limit: Annotated[int, Field(ge=1, le=100)] = 2
@@ -147,7 +158,7 @@ class ParentRef(ApiModel):
 class Router(ApiModel):
     """Which traffic provider splits the requests."""
 
-    provider: Literal["builtin", "gatewayAPI", "istio"] | None = None
+    provider: ProviderName | None = None
     """builtin (an nginx router), gatewayAPI (an HTTPRoute) or istio (a VirtualService);
     by default the operator's."""
     parent_refs: list[ParentRef] | None = None
@@ -288,7 +299,8 @@ class ModelDeploymentStatus(ApiModel):
     ) = None
     """Progressing, Paused, Promoted, RolledBack, Stable, Degraded or Failed."""
     conditions: list[Condition] | None = None
-    """Ready, Progressing and Degraded (kubectl wait --for=condition=Ready works)."""
+    """Ready, Progressing, Degraded, and the outcome of the last rollout: Promoted or
+    RolledBack (kubectl wait --for=condition=Promoted works)."""
     stable: VariantStatus | None = None
     canary: VariantStatus | None = None
     canary_weight: int | None = None

@@ -196,6 +196,26 @@ class RunRef(ApiModel):
     """When it started (RFC 3339)."""
 
 
+class CompiledModel(ApiModel):
+    """The published model's compiled form (model.onnx), checked against it before publishing."""
+
+    verified: bool
+    """True when the artifact holds model.onnx: skl2onnx converted the Pipeline and on the
+    held-out test set the labels were equal and the outputs within tolerance."""
+    reason: str | None = None
+    """Why the artifact has no model.onnx (the model is served by scikit-learn)."""
+    rows: int | None = None
+    """Held-out test rows both forms predicted."""
+    labels_equal: bool | None = None
+    """Classifiers: whether every predicted label was equal."""
+    max_abs_diff: float | None = None
+    """Largest difference of a class probability (classifiers) or a prediction (regressors)."""
+    max_rel_diff: float | None = None
+    """Regressors: the largest difference relative to max(1, |prediction|)."""
+    tolerance: float | None = None
+    """The bound the check kept (max_abs_diff for classifiers, max_rel_diff for regressors)."""
+
+
 class TrainingJobStatus(ApiModel):
     """What happened, as observed by the operator."""
 
@@ -215,6 +235,8 @@ class TrainingJobStatus(ApiModel):
     """The headline metric, e.g. accuracy=0.967."""
     model: ModelStatus | None = None
     """The published model, once the quality gate passed."""
+    onnx: CompiledModel | None = None
+    """Whether the published model has a verified compiled form, and how close it came."""
     message: str | None = None
     """What happened last, for a person."""
     observed_generation: int | None = None

@@ -7,57 +7,41 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from mlops_operator import defaults
 from mlops_operator.api import API_VERSION, TrainingJob
-from mlops_operator.naming import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER, job_name
+from mlops_operator.api.workload import (
+    EXTRA_ESTIMATORS_ENV,
+    NAME_ENV,
+    NAMESPACE_ENV,
+    NON_RETRYABLE_EXIT_CODES,
+    SPEC_ENV,
+    STORE_ENV,
+    TERMINATION_LOG,
+    VERSION_ENV,
+)
+from mlops_operator.objects import (
+    LABEL_COMPONENT,
+    LABEL_MANAGED_BY,
+    LABEL_TRAININGJOB,
+    MANAGER,
+    container_security_context,
+    job_name,
+    owner_reference,
+    pod_security_context,
+)
 from mlops_operator.settings import OperatorSettings
 from model_server.store import PVC_ROOT_ENV, S3_ENDPOINT_ENV
-from trainer.errors import ExitCode
-from trainer.main import NAME_ENV, NAMESPACE_ENV, SPEC_ENV, STORE_ENV, VERSION_ENV
 
-EXTRA_ESTIMATORS_ENV = "MLOPS_EXTRA_ESTIMATORS"
-"""trainer.estimators.EXTRA_ESTIMATORS_ENV (not imported: that module imports scikit-learn)."""
 CONTAINER = "trainer"
-TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 TMP_DIR = "/tmp"
-RUN_AS = 65532
-"""The non-root user (and group) of training Pods; fsGroup makes the model store writable."""
-
-NON_RETRYABLE_EXIT_CODES = tuple(
-    int(code)
-    for code in (
-        ExitCode.INVALID_SPEC,
-        ExitCode.DATA_MALFORMED,
-        ExitCode.MISSING_COLUMN,
-        ExitCode.EMPTY_DATASET,
-        ExitCode.ESTIMATOR_NOT_ALLOWED,
-        ExitCode.BAD_PARAMS,
-        ExitCode.QUALITY_GATE_FAILED,
-    )
-)
-"""`mlops train` exit codes that no retry can fix: the Job's podFailurePolicy fails the Job at
-once instead of spending its backoffLimit. (Unreadable data, a failed fit, a failed publish
-and internal errors may be passing trouble: they are retried.)"""
 
 
 def labels(trainingjob: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "mlops-trainer",
-        "app.kubernetes.io/component": "training",
+        LABEL_COMPONENT: "training",
         LABEL_MANAGED_BY: MANAGER,
         LABEL_TRAININGJOB: trainingjob,
-    }
-
-
-def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Makes the TrainingJob the controller of a child, so deleting it deletes the child."""
-    meta = body["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "TrainingJob",
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
     }
 
 
@@ -75,7 +59,7 @@ def output_uri(tj: TrainingJob, settings: OperatorSettings) -> str:
 
 def train_args() -> list[str]:
     """The container's arguments: `mlops train`; the request is in the environment."""
-    return ["train", "--termination-log", TERMINATION_MESSAGE_PATH, "--log-format", "json"]
+    return ["train", "--termination-log", TERMINATION_LOG, "--log-format", "json"]
 
 
 def model_version(body: Mapping[str, Any]) -> str:
@@ -146,28 +130,6 @@ def _env(tj: TrainingJob, settings: OperatorSettings, version: str) -> list[dict
     return env
 
 
-def container_security_context() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def pod_security_context() -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "fsGroup": RUN_AS,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, Any]:
     """The Job of the TrainingJob ``body`` (as the API server returned it, with its uid)."""
     tj = TrainingJob.model_validate(_without_status(body))
@@ -182,7 +144,7 @@ def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, 
         "env": _env(tj, settings, model_version(body)),
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
-        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if tj.spec.output.secret_ref:
@@ -193,7 +155,7 @@ def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, 
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": pod_security_context(),
+        "securityContext": pod_security_context(defaults.RUN_AS),
         "containers": [container],
         "volumes": volumes,
     }
@@ -208,7 +170,7 @@ def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, 
                     "onExitCodes": {
                         "containerName": CONTAINER,
                         "operator": "In",
-                        "values": list(NON_RETRYABLE_EXIT_CODES),
+                        "values": [int(code) for code in NON_RETRYABLE_EXIT_CODES],
                     },
                 },
                 {
@@ -231,7 +193,7 @@ def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, 
             "namespace": namespace,
             "labels": labels(name),
             "annotations": {"mlops.dev/generation": str(body["metadata"].get("generation", 1))},
-            "ownerReferences": [owner_reference(body)],
+            "ownerReferences": [owner_reference("TrainingJob", body["metadata"])],
         },
         "spec": job_spec,
     }

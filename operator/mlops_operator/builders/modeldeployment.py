@@ -5,25 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_operator.api.modeldeployment import ModelDeploymentSpec
+from mlops_operator.api.modeldeployment import ModelDeploymentSpec, Variant
 from mlops_operator.builders.serving import (
-    ServedModel,
     ServingOptions,
-    VariantName,
     autoscaler,
     disruption_budget,
     entry_service,
     model_server_deployment,
-    variant_name,
     variant_service,
 )
-from mlops_operator.traffic.gateway import HTTPROUTE_API_VERSION, http_route
-from mlops_operator.traffic.istio import VIRTUALSERVICE_API_VERSION, virtual_service
-from mlops_operator.traffic.router import RouterOptions, router_name, router_objects
+from mlops_operator.canary.resolve import ServedModel
+from mlops_operator.objects import (
+    AUTOSCALER,
+    DEPLOYMENT,
+    DISRUPTION_BUDGET,
+    SERVICE,
+    VariantName,
+    variant_name,
+)
+from mlops_operator.traffic.providers import PROVIDERS, Ref, Route
+from mlops_operator.traffic.router import RouterOptions
 from mlops_operator.traffic.split import Split, Sticky
-
-Ref = tuple[str, str, str]
-"""(apiVersion, kind, name) of a child."""
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,8 @@ def split_for(spec: ModelDeploymentSpec, canary_active: bool, weight: int) -> Sp
 
 def _variant_refs(name: str, variant: VariantName) -> list[Ref]:
     child = variant_name(name, variant)
-    return [
-        ("autoscaling/v2", "HorizontalPodAutoscaler", child),
-        ("policy/v1", "PodDisruptionBudget", child),
-        ("apps/v1", "Deployment", child),
-        ("v1", "Service", child),
-    ]
+    kinds = (AUTOSCALER, DISRUPTION_BUDGET, DEPLOYMENT, SERVICE)
+    return [(kind.api_version, kind.kind, child) for kind in kinds]
 
 
 def children(
@@ -74,7 +72,7 @@ def children(
     """``canary`` is the canary model while it gets traffic (None otherwise)."""
     apply: list[dict[str, Any]] = []
     delete: list[Ref] = []
-    variants: list[tuple[VariantName, Any, ServedModel]] = [("stable", spec.stable, stable)]
+    variants: list[tuple[VariantName, Variant, ServedModel]] = [("stable", spec.stable, stable)]
     if canary is not None and spec.canary is not None:
         variants.append(("canary", spec.canary, canary))
     for variant, variant_spec, model in variants:
@@ -89,28 +87,22 @@ def children(
         if hpa is not None:
             apply.append(hpa)
         else:
-            delete.append(
-                ("autoscaling/v2", "HorizontalPodAutoscaler", variant_name(name, variant))
-            )
+            delete.append((AUTOSCALER.api_version, AUTOSCALER.kind, variant_name(name, variant)))
     delete_canary = [] if canary is not None else _variant_refs(name, "canary")
-    routes: list[dict[str, Any]] = []
-    if provider == "builtin":
-        routes = router_objects(name, namespace, split, router)
-    elif provider == "gatewayAPI":
-        routes = [http_route(name, namespace, split, spec.router)]
-    elif provider == "istio":
-        routes = [virtual_service(name, namespace, split, spec.router, router.cluster_domain)]
-    apply += routes
-    apply.append(entry_service(name, namespace, provider))
-    if provider != "builtin":
-        router_child = router_name(name)
-        delete += [
-            ("apps/v1", "Deployment", router_child),
-            ("v1", "ConfigMap", router_child),
-            ("policy/v1", "PodDisruptionBudget", router_child),
-        ]
-    if provider != "gatewayAPI":
-        delete.append((HTTPROUTE_API_VERSION, "HTTPRoute", name))
-    if provider != "istio":
-        delete.append((VIRTUALSERVICE_API_VERSION, "VirtualService", name))
+    chosen = PROVIDERS[provider]
+    apply += chosen.build(Route(name, namespace, split, spec.router, router))
+    apply.append(entry_service(name, namespace, to_router=chosen.entry_to_router))
+    for other in PROVIDERS.values():
+        if other is not chosen:
+            delete += other.refs(name)
     return Children(apply=apply, delete=delete, delete_canary=delete_canary)
+
+
+def service_url(
+    name: str, namespace: str, spec: ModelDeploymentSpec, provider: str, options: RouterOptions
+) -> str:
+    """Where clients send predictions: the first routed host, else the entry Service."""
+    hosts = spec.router.hosts or []
+    if PROVIDERS[provider].hosts_in_url and hosts:
+        return f"http://{hosts[0]}/v2/models/{name}"
+    return f"http://{name}.{namespace}.svc.{options.cluster_domain}/v2/models/{name}"

@@ -5,20 +5,28 @@ Service, a PodDisruptionBudget and optionally a HorizontalPodAutoscaler; one ent
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
+from mlops_operator import defaults
 from mlops_operator.api.common import Resources
 from mlops_operator.api.modeldeployment import Variant
+from mlops_operator.canary.resolve import ServedModel
+from mlops_operator.objects import (
+    ANNOTATION_DIGEST,
+    VariantName,
+    container_security_context,
+    labels,
+    pod_security_context,
+    selector,
+    variant_name,
+)
+from model_server.store import PVC_ROOT_ENV
 
-VariantName = Literal["stable", "canary"]
 PORT = 8080
-MANAGED_BY = "mlops-operator"
-MDEP_LABEL = "mlops.dev/modeldeployment"
-VARIANT_LABEL = "mlops.dev/variant"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-DIGEST_ANNOTATION = "mlops.dev/model-digest"
-PVC_ROOT = "/var/lib/mlops/pvc"
+GRPC_PORT = 8081
+"""The model server's Open Inference Protocol gRPC port (mlops serve --grpc-port)."""
+
 DEFAULT_RESOURCES: dict[str, Any] = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
     "limits": {"memory": "1Gi"},
@@ -26,74 +34,18 @@ DEFAULT_RESOURCES: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class ServedModel:
-    """A resolved model: what a variant's servers load."""
-
-    uri: str
-    digest: str
-    name: str | None = None
-    """The TrainingJob name or uri it came from, for people."""
-
-
-@dataclass(frozen=True)
 class ServingOptions:
     """Operator-wide choices for the model servers."""
 
-    image: str = "ghcr.io/mlops-operator/mlops-operator:0.1.0"
-    image_pull_policy: str = "IfNotPresent"
-    run_as_user: int = 65532
+    image: str = defaults.IMAGE
+    image_pull_policy: str = defaults.IMAGE_PULL_POLICY
+    run_as_user: int = defaults.RUN_AS
+    pvc_root: str = defaults.PVC_ROOT
     extra_env: dict[str, str] = field(default_factory=dict)
-
-
-def variant_name(mdep: str, variant: VariantName) -> str:
-    return f"{mdep}-{variant}"
-
-
-def labels(mdep: str, component: str, variant: VariantName | None = None) -> dict[str, str]:
-    out = {
-        "app.kubernetes.io/name": "mlops-model-server"
-        if component == "model-server"
-        else "mlops-router",
-        "app.kubernetes.io/instance": mdep,
-        COMPONENT_LABEL: component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        MDEP_LABEL: mdep,
-    }
-    if variant is not None:
-        out[VARIANT_LABEL] = variant
-    return out
-
-
-def selector(mdep: str, component: str, variant: VariantName | None = None) -> dict[str, str]:
-    out = {MDEP_LABEL: mdep, COMPONENT_LABEL: component}
-    if variant is not None:
-        out[VARIANT_LABEL] = variant
-    return out
 
 
 def _meta(name: str, namespace: str, lab: dict[str, str]) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": dict(lab)}
-
-
-def pod_security_context(run_as_user: int) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": run_as_user,
-        "runAsGroup": run_as_user,
-        "fsGroup": run_as_user,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def container_security_context() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "privileged": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
 
 
 def _resources(resources: Resources | None) -> dict[str, Any]:
@@ -106,7 +58,7 @@ def _resources(resources: Resources | None) -> dict[str, Any]:
     }
 
 
-def _store_volume(uri: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _store_volume(uri: str, pvc_root: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The volume and mount a pvc:// model needs (none for other schemes)."""
     parts = urlsplit(uri)
     if parts.scheme != "pvc" or not parts.netloc:
@@ -116,7 +68,7 @@ def _store_volume(uri: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         "name": "model-store",
         "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
     }
-    mount = {"name": "model-store", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True}
+    mount = {"name": "model-store", "mountPath": f"{pvc_root}/{claim}", "readOnly": True}
     return [volume], [mount]
 
 
@@ -132,14 +84,15 @@ def model_server_deployment(
     """The Deployment of a variant's model servers, pinned to the model's digest."""
     name = variant_name(mdep, variant)
     lab = labels(mdep, "model-server", variant)
-    volumes, mounts = _store_volume(model.uri)
+    volumes, mounts = _store_volume(model.uri, options.pvc_root)
     env = [
         {"name": "MLOPS_MODEL_URI", "value": model.uri},
         {"name": "MLOPS_MODEL_DIGEST", "value": model.digest},
         {"name": "MLOPS_MODEL_NAME", "value": mdep},
         {"name": "MLOPS_VARIANT", "value": variant},
         {"name": "MLOPS_PORT", "value": str(PORT)},
-        {"name": "MLOPS_PVC_ROOT", "value": PVC_ROOT},
+        {"name": "MLOPS_GRPC_PORT", "value": str(GRPC_PORT)},
+        {"name": PVC_ROOT_ENV, "value": options.pvc_root},
         *({"name": k, "value": v} for k, v in sorted(options.extra_env.items())),
     ]
     container = {
@@ -148,7 +101,10 @@ def model_server_deployment(
         "imagePullPolicy": options.image_pull_policy,
         "command": ["mlops", "serve"],
         "env": env,
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": "http"},
             "periodSeconds": 5,
@@ -174,7 +130,7 @@ def model_server_deployment(
             "metadata": {
                 "labels": lab,
                 "annotations": {
-                    DIGEST_ANNOTATION: model.digest,
+                    ANNOTATION_DIGEST: model.digest,
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(PORT),
                     "prometheus.io/path": "/metrics",
@@ -193,7 +149,7 @@ def model_server_deployment(
     if spec.autoscaling is None:
         deployment_spec["replicas"] = spec.replicas
     meta = _meta(name, namespace, lab)
-    meta["annotations"] = {DIGEST_ANNOTATION: model.digest}
+    meta["annotations"] = {ANNOTATION_DIGEST: model.digest}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -209,20 +165,40 @@ def variant_service(mdep: str, namespace: str, variant: VariantName) -> dict[str
         namespace,
         labels(mdep, "model-server", variant),
         selector(mdep, "model-server", variant),
+        grpc=True,
     )
 
 
-def entry_service(mdep: str, namespace: str, provider: str) -> dict[str, Any]:
-    """The stable entry Service clients call: the nginx router with the builtin provider, else
-    the stable model servers (a mesh or gateway applies the split in front of them)."""
-    if provider == "builtin":
-        target = selector(mdep, "router")
-    else:
-        target = selector(mdep, "model-server", "stable")
-    return _service(mdep, namespace, labels(mdep, "entry"), target)
+def entry_service(mdep: str, namespace: str, *, to_router: bool) -> dict[str, Any]:
+    """The stable entry Service clients call: the nginx router's Pods, else the stable model
+    servers (a mesh or gateway applies the split in front of them). gRPC only in the latter
+    case: the nginx router splits HTTP/1.1 only."""
+    target = selector(mdep, "router") if to_router else selector(mdep, "model-server", "stable")
+    return _service(mdep, namespace, labels(mdep, "entry"), target, grpc=not to_router)
 
 
-def _service(name: str, namespace: str, lab: dict[str, str], sel: dict[str, str]) -> dict[str, Any]:
+def _service(
+    name: str, namespace: str, lab: dict[str, str], sel: dict[str, str], *, grpc: bool
+) -> dict[str, Any]:
+    ports = [
+        {
+            "name": "http",
+            "port": 80,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        }
+    ]
+    if grpc:
+        ports.append(
+            {
+                "name": "grpc",
+                "port": GRPC_PORT,
+                "targetPort": "grpc",
+                "protocol": "TCP",
+                "appProtocol": "kubernetes.io/h2c",
+            }
+        )
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -230,15 +206,7 @@ def _service(name: str, namespace: str, lab: dict[str, str], sel: dict[str, str]
         "spec": {
             "type": "ClusterIP",
             "selector": sel,
-            "ports": [
-                {
-                    "name": "http",
-                    "port": 80,
-                    "targetPort": "http",
-                    "protocol": "TCP",
-                    "appProtocol": "http",
-                }
-            ],
+            "ports": ports,
         },
     }
 

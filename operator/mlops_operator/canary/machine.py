@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
+from mlops_operator.canary.checks import ABSOLUTE, CHECKS
 from mlops_operator.canary.metrics import VariantMetrics
 
 DEFAULT_STEPS = (10, 25, 50)
@@ -59,6 +60,10 @@ class Thresholds:
     min_accuracy: float | None = None
     min_requests: int = 20
     failure_limit: int = 2
+    max_error_rate_increase: float | None = None
+    max_latency_p99_increase_ms: float | None = None
+    max_accuracy_drop: float | None = None
+    """The relative thresholds: margins around the stable variant's values."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,7 @@ class Plan:
             interval=seconds(traffic.interval),
             pause=traffic.pause,
             thresholds=Thresholds(
-                max_error_rate=analysis.max_error_rate,
-                max_latency_p99_ms=analysis.max_latency_p99_ms,
-                min_accuracy=analysis.min_accuracy,
+                **{check.threshold: getattr(analysis, check.threshold) for check in CHECKS},
                 min_requests=analysis.min_requests,
                 failure_limit=analysis.failure_limit,
             ),
@@ -154,17 +157,18 @@ def _describe(metrics: VariantMetrics | None) -> str:
     if metrics is None:
         return "no metrics"
     parts = [f"requests={metrics.requests:g}"]
-    if metrics.error_rate is not None:
-        parts.append(f"errorRate={metrics.error_rate:.4f}")
-    if metrics.latency_p99_ms is not None:
-        parts.append(f"p99={metrics.latency_p99_ms:.1f}ms")
-    if metrics.accuracy is not None:
-        parts.append(f"accuracy={metrics.accuracy:.4f}")
+    for check in ABSOLUTE:
+        value = getattr(metrics, check.metric)
+        if value is not None:
+            parts.append(f"{check.short}={check.show(value)}")
     return " ".join(parts)
 
 
-def evaluate(thresholds: Thresholds, canary: VariantMetrics | None) -> tuple[Verdict, str]:
-    """The verdict on a canary's interval, and why, with the measured numbers."""
+def evaluate(
+    thresholds: Thresholds, canary: VariantMetrics | None, stable: VariantMetrics | None = None
+) -> tuple[Verdict, str]:
+    """The verdict on a canary's interval, and why, with the measured numbers; ``stable`` is
+    the stable variant's interval, for the relative thresholds."""
     if canary is None:
         return "Inconclusive", "no metrics could be read for the canary"
     if canary.requests < thresholds.min_requests:
@@ -172,16 +176,14 @@ def evaluate(thresholds: Thresholds, canary: VariantMetrics | None) -> tuple[Ver
             f"{canary.requests:g} requests, fewer than minRequests={thresholds.min_requests}"
         )
     problems = []
-    if canary.error_rate is not None and canary.error_rate > thresholds.max_error_rate:
-        problems.append(
-            f"error rate {canary.error_rate:.4f} > maxErrorRate {thresholds.max_error_rate:g}"
-        )
-    limit = thresholds.max_latency_p99_ms
-    if limit is not None and canary.latency_p99_ms is not None and canary.latency_p99_ms > limit:
-        problems.append(f"p99 latency {canary.latency_p99_ms:.1f}ms > maxLatencyP99Ms {limit:g}")
-    floor = thresholds.min_accuracy
-    if floor is not None and canary.accuracy is not None and canary.accuracy < floor:
-        problems.append(f"online accuracy {canary.accuracy:.4f} < minAccuracy {floor:g}")
+    for check in CHECKS:
+        value, threshold = getattr(canary, check.metric), getattr(thresholds, check.threshold)
+        if value is None or threshold is None:
+            continue
+        baseline = getattr(stable, check.metric) if stable is not None else None
+        limit = check.limit(threshold, baseline)
+        if limit is not None and check.missed(value, limit):
+            problems.append(check.problem(value, threshold, baseline))
     if problems:
         return "Failed", "; ".join(problems) + f" ({_describe(canary)})"
     return "Passed", f"within thresholds ({_describe(canary)})"
@@ -193,17 +195,20 @@ def decide(
     canary: str | None,
     now: float,
     observed: VariantMetrics | None = None,
+    *,
+    baseline: VariantMetrics | None = None,
 ) -> Decision:
     """The next move of the rollout.
 
     ``canary`` identifies the canary model wanted (its digest), None without a canary or while
-    it cannot be resolved. ``observed`` is the canary's metrics since ``state.since``; it is
-    read only when an analysis is due (the caller may pass None when it is not).
+    it cannot be resolved. ``observed`` is the canary's metrics since ``state.since`` and
+    ``baseline`` the stable variant's over the same interval; they are read only when an
+    analysis is due (the caller may pass None when it is not).
     """
     decision = _lifecycle(plan, state, canary, now)
     if decision is not None:
         return decision
-    return _analyse(plan, state, now, observed)
+    return _analyse(plan, state, now, observed, baseline)
 
 
 def _lifecycle(plan: Plan, state: RolloutState, canary: str | None, now: float) -> Decision | None:  # noqa: PLR0911 (one return per state)
@@ -266,9 +271,13 @@ def _lifecycle(plan: Plan, state: RolloutState, canary: str | None, now: float) 
 
 
 def _analyse(
-    plan: Plan, state: RolloutState, now: float, observed: VariantMetrics | None
+    plan: Plan,
+    state: RolloutState,
+    now: float,
+    observed: VariantMetrics | None,
+    baseline: VariantMetrics | None,
 ) -> Decision:
-    verdict, why = evaluate(plan.thresholds, observed)
+    verdict, why = evaluate(plan.thresholds, observed, baseline)
     window = replace(state, since=now)
     if verdict == "Inconclusive":
         return Decision(

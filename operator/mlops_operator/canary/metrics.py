@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from mlops_operator.canary.checks import ABSOLUTE
 
 
 @dataclass(frozen=True)
 class Counters:
-    """Cumulative counters of one model server (or a sum over several, or an increase)."""
+    """Cumulative counters of one model server (or a sum over several, or an increase).
+
+    Every field but ``buckets`` is a plain counter: a new counter is one field here (and its
+    series in metrics_sources.source.COUNTED); the methods below go over all of them.
+    """
 
     requests: float = 0.0
     errors: float = 0.0
@@ -25,26 +31,26 @@ class Counters:
     correct: float = 0.0
     incorrect: float = 0.0
 
+    def scalars(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in COUNTER_NAMES}
+
     def to_dict(self) -> dict[str, Any]:
         """The status form (the Counters API model): bucket bounds as strings."""
         return {
-            "requests": self.requests,
-            "errors": self.errors,
+            **self.scalars(),
             "buckets": {_bound_key(le): n for le, n in sorted(self.buckets.items())},
-            "correct": self.correct,
-            "incorrect": self.incorrect,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Counters:
         buckets = data.get("buckets") or {}
         return cls(
-            requests=float(data.get("requests", 0)),
-            errors=float(data.get("errors", 0)),
             buckets={_bound(k): float(v) for k, v in buckets.items()},
-            correct=float(data.get("correct", 0)),
-            incorrect=float(data.get("incorrect", 0)),
+            **{name: float(data.get(name, 0)) for name in COUNTER_NAMES},
         )
+
+
+COUNTER_NAMES = tuple(f.name for f in fields(Counters) if f.name != "buckets")
 
 
 def _bound(text: str) -> float:
@@ -67,21 +73,21 @@ def increase(previous: Counters | None, current: Counters) -> Counters:
     If any counter went down, the server restarted: the whole current value is the increase.
     """
     if previous is not None and (
-        current.requests < previous.requests
-        or current.errors < previous.errors
-        or current.correct < previous.correct
-        or current.incorrect < previous.incorrect
+        any(
+            now < before
+            for now, before in zip(
+                current.scalars().values(), previous.scalars().values(), strict=True
+            )
+        )
         or any(current.buckets.get(le, 0.0) < n for le, n in previous.buckets.items())
     ):
         previous = None
     if previous is None:
         return current
+    before = previous.scalars()
     return Counters(
-        requests=_increase(previous.requests, current.requests),
-        errors=_increase(previous.errors, current.errors),
         buckets={le: _increase(previous.buckets.get(le), n) for le, n in current.buckets.items()},
-        correct=_increase(previous.correct, current.correct),
-        incorrect=_increase(previous.incorrect, current.incorrect),
+        **{name: _increase(before[name], now) for name, now in current.scalars().items()},
     )
 
 
@@ -92,11 +98,8 @@ def total(counters: list[Counters]) -> Counters:
         for le, n in item.buckets.items():
             buckets[le] = buckets.get(le, 0.0) + n
     return Counters(
-        requests=sum(c.requests for c in counters),
-        errors=sum(c.errors for c in counters),
         buckets=buckets,
-        correct=sum(c.correct for c in counters),
-        incorrect=sum(c.incorrect for c in counters),
+        **{name: sum(getattr(c, name) for c in counters) for name in COUNTER_NAMES},
     )
 
 
@@ -149,12 +152,10 @@ class VariantMetrics:
     def to_status(self) -> dict[str, Any]:
         """The status form (the VariantAnalysis API model)."""
         out: dict[str, Any] = {"requests": round(self.requests, 3)}
-        if self.error_rate is not None:
-            out["errorRate"] = round(self.error_rate, 6)
-        if self.latency_p99_ms is not None:
-            out["latencyP99Ms"] = round(self.latency_p99_ms, 3)
-        if self.accuracy is not None:
-            out["accuracy"] = round(self.accuracy, 6)
+        for check in ABSOLUTE:
+            value = getattr(self, check.metric)
+            if value is not None:
+                out[check.status] = round(value, check.digits)
         return out
 
 

@@ -9,7 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_operator.api.common import ModelRef
-from mlops_operator.builders.serving import ServedModel
+from mlops_operator.objects import selector_string
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A resolved model: what a variant's servers load."""
+
+    uri: str
+    digest: str
+    name: str | None = None
+    """The TrainingJob name or uri it came from, for people."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +61,6 @@ def newest(bodies: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
         and ((body.get("status") or {}).get("model") or {}).get("digest")
     ]
     return max(done, key=_finished_at, default=None)
-
-
-def selector_string(match_labels: Mapping[str, str]) -> str:
-    return ",".join(f"{key}={value}" for key, value in sorted(match_labels.items()))
 
 
 def resolve(

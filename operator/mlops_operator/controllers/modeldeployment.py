@@ -1,9 +1,10 @@
-"""ModelDeployment handlers: thin; the work is in canary/, builders/, traffic/ and children.py.
+"""ModelDeployment handlers: resolve -> decide -> build -> apply -> write.
 
 One reconciliation, from the create/update/resume handlers and from a timer every
 ``analysis_tick_seconds``: resolve the models, run the rollout state machine (reading the
-variants' metrics when an analysis is due), apply the children, write the whole status.
-All rollout state lives in the status, so a restarted operator carries on where it stopped.
+variants' metrics when an analysis is due), apply the children, write the whole status. The
+logic is pure and lives elsewhere (canary/, builders/, traffic/, status/modeldeployment.py);
+all rollout state lives in the status, so a restarted operator carries on where it stopped.
 """
 
 from __future__ import annotations
@@ -12,46 +13,59 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import kopf
 from pydantic import ValidationError
 
-from mlops_operator import children as kube
-from mlops_operator import metrics
+from mlops_operator import kube, metrics
 from mlops_operator.api import GROUP, VERSION
+from mlops_operator.api.common import ModelRef
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec
-from mlops_operator.builders.modeldeployment import children, split_for
-from mlops_operator.builders.serving import (
-    COMPONENT_LABEL,
-    MDEP_LABEL,
-    PORT,
-    VARIANT_LABEL,
-    ServedModel,
-    ServingOptions,
+from mlops_operator.builders.modeldeployment import children, service_url, split_for
+from mlops_operator.builders.serving import PORT, ServingOptions
+from mlops_operator.canary import Plan, decide
+from mlops_operator.canary.machine import Decision, due
+from mlops_operator.canary.resolve import ServedModel, Waiting, resolve
+from mlops_operator.controllers.errors import handling
+from mlops_operator.manifests import describe
+from mlops_operator.metrics_sources import Window, source_for
+from mlops_operator.objects import (
+    LABEL_VARIANT,
+    MODELDEPLOYMENT,
+    POD,
+    TRAININGJOB,
+    VARIANTS,
+    Kind,
+    VariantName,
+    owner_reference,
+    selector,
+    selector_string,
+    variant_name,
 )
-from mlops_operator.canary import Plan, VariantMetrics, decide
-from mlops_operator.canary.machine import Decision, RolloutState, due
-from mlops_operator.canary.metrics import Counters
-from mlops_operator.canary.resolve import Waiting, resolve, selector_string
-from mlops_operator.canary.status import (
-    rfc3339,
-    snapshot_from_status,
-    snapshot_to_status,
-    state_from_status,
-)
-from mlops_operator.metrics_sources import BuiltinSource, PrometheusSource, QueryError
 from mlops_operator.settings import OperatorSettings, get_settings
-from mlops_operator.status.conditions import condition, find
+from mlops_operator.status import modeldeployment as mdstatus
+from mlops_operator.status.conditions import find
+from mlops_operator.traffic.providers import PROVIDERS
 from mlops_operator.traffic.router import RouterOptions
 
 KIND = "ModelDeployment"
 RESOURCE = (GROUP, VERSION, "modeldeployments")
-ACTIVE = ("Progressing", "Paused")
+STATUS_CONFLICTS = 3
 log = logging.getLogger(__name__)
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
+
+
+class Client(Protocol):
+    """What a reconciliation needs of the API (the kube module; a fake in unit tests)."""
+
+    def get(self, kind_: Kind, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def list_(self, kind_: Kind, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+    def delete(self, api_version: str, kind_name: str, namespace: str, name: str) -> bool: ...
+    def replace_status(self, kind_: Kind, body: Mapping[str, Any]) -> None: ...
 
 
 def _lock(namespace: str, name: str) -> threading.Lock:
@@ -64,384 +78,204 @@ def _lock(namespace: str, name: str) -> threading.Lock:
 @kopf.on.update(*RESOURCE, field="spec")
 def changed(namespace: str | None, name: str, **_: Any) -> None:
     """The spec is new (or the operator restarted): reconcile, and drop other providers' routes."""
-    with metrics.reconciling(KIND):
-        reconcile(namespace or "default", name, cleanup=True)
+    with handling(KIND):
+        invalid = reconcile(namespace or "default", name, cleanup=True)
+    if invalid:
+        raise kopf.PermanentError(invalid)
 
 
 @kopf.timer(*RESOURCE, interval=get_settings().analysis_tick_seconds)
 def tick(namespace: str | None, name: str, **_: Any) -> None:
     """Readiness, new TrainingJobs and the analysis interval: reconcile."""
-    with metrics.reconciling(KIND):
+    with handling(KIND):
         reconcile(namespace or "default", name)
 
 
-def reconcile(namespace: str, name: str, *, cleanup: bool = False) -> None:
+def reconcile(
+    namespace: str,
+    name: str,
+    *,
+    cleanup: bool = False,
+    client: Client | None = None,
+    settings: OperatorSettings | None = None,
+    now: float | None = None,
+) -> str | None:
+    """One pass over one ModelDeployment; the problem when its spec is invalid."""
     with _lock(namespace, name):
-        body = kube.get_modeldeployment(namespace, name)
+        client = client or cast(Client, kube)
+        body = client.get(MODELDEPLOYMENT, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            return
-        Reconciliation(body, get_settings(), time.time()).run(cleanup)
-
-
-def _served(model: ServedModel | None) -> dict[str, Any]:
-    if model is None:
-        return {}
-    return {"model": model.name or model.uri, "uri": model.uri, "digest": model.digest}
+            return None
+        pass_ = Reconciliation(client, body, settings or get_settings(), now or time.time())
+        return pass_.run(cleanup)
 
 
 class Reconciliation:
-    """One pass over one ModelDeployment (built per call; holds no state between calls)."""
+    """One pass over one ModelDeployment: the steps, each a call into pure code or the client."""
 
-    def __init__(self, body: dict[str, Any], settings: OperatorSettings, now: float) -> None:
+    def __init__(
+        self, client: Client, body: dict[str, Any], settings: OperatorSettings, now: float
+    ) -> None:
+        self.client = client
         self.body = body
         self.settings = settings
         self.now = now
         self.name = str(body["metadata"]["name"])
         self.namespace = str(body["metadata"]["namespace"])
         self.status: dict[str, Any] = dict(body.get("status") or {})
-        self.canary_waiting: Waiting | None = None
+        self.generation: int | None = body["metadata"].get("generation")
 
-    # -- the steps -------------------------------------------------------------------------
-
-    def run(self, cleanup: bool) -> None:
+    def run(self, cleanup: bool) -> str | None:
         try:
             spec = ModelDeploymentSpec.model_validate(self.body.get("spec") or {})
         except ValidationError as error:
-            self._write_failed(f"invalid spec: {error.errors()[0]['msg']}")
-            return
-        stable_pick = self._resolve(spec.stable.model)
-        stable = self._stable_served(stable_pick)
+            message = f"invalid spec: {describe(error)}"
+            self._put(mdstatus.failed(self.status, self.generation, message, self.now))
+            return message
+        wanted_stable = self._resolve(spec.stable.model)
+        stable = mdstatus.promoted_stable(self.status, wanted_stable)
         if isinstance(stable, Waiting):
-            self._write_waiting(stable)
-            return
+            self._put(mdstatus.waiting(self.status, self.generation, stable, self.now))
+            return None
         canary_pick = self._resolve(spec.canary.model) if spec.canary else None
         canary = canary_pick if isinstance(canary_pick, ServedModel) else None
-        state = state_from_status(self.status)
+        state = mdstatus.state_from_status(self.status)
         if canary is not None and canary.digest == stable.digest and state.canary != canary.digest:
             canary = None  # already served by the stable variant: nothing to roll out
         plan = Plan.from_spec(spec)
         identity = canary.digest if canary else None
-        observed: dict[str, VariantMetrics | None] = {}
-        snapshot: dict[str, dict[str, Counters]] | None = None
-        if due(plan, state, identity, self.now):
-            observed, snapshot = self._measure(spec, state, plan)
-        decision = decide(plan, state, identity, self.now, observed.get("canary"))
-        new = decision.state
+        source = source_for(spec.analysis.metrics, self.settings.prometheus_selector)
+        window = Window(
+            self.namespace,
+            self.name,
+            since=state.since if state.since is not None else self.now - plan.interval,
+            now=self.now,
+            targets=self._targets,
+            snapshot=mdstatus.snapshot_from_status(self.status),
+        )
+        reading = source.measure(window) if due(plan, state, identity, self.now) else None
+        measured = reading.metrics if reading else {}
+        decision = decide(
+            plan, state, identity, self.now, measured.get("canary"), baseline=measured.get("stable")
+        )
         promoted = self.status.get("promoted")
         if decision.action == "promote" and canary is not None:
-            replaces = stable_pick.digest if isinstance(stable_pick, ServedModel) else None
-            promoted = {**_served(canary), "replaces": replaces}
+            replaces = wanted_stable.digest if isinstance(wanted_stable, ServedModel) else None
+            promoted = {**mdstatus.served(canary), "replaces": replaces}
             stable = canary
-        active = canary is not None and new.phase in ACTIVE
-        if decision.new_window and spec.analysis.metrics.source == "builtin" and snapshot is None:
-            snapshot = BuiltinSource().snapshot(self._targets())
-        provider = spec.router.provider or self.settings.default_router
-        wanted = children(
-            self.name,
-            self.namespace,
-            spec,
-            provider=provider,
-            stable=stable,
-            canary=canary if active else None,
-            split=split_for(spec, active, new.weight),
-            serving=ServingOptions(
-                image=self.settings.model_server_image,
-                image_pull_policy=self.settings.image_pull_policy,
-            ),
-            router=RouterOptions(
-                image=self.settings.router_image,
-                replicas=self.settings.router_replicas,
-                cluster_domain=self.settings.cluster_domain,
-            ),
-        )
-        applied = {
-            (obj["kind"], obj["metadata"]["name"]): kube.apply(self._owned(obj))
-            for obj in wanted.apply
-        }
-        if cleanup:
-            for ref in wanted.delete:
-                kube.delete(ref[0], ref[1], self.namespace, ref[2])
-        if wanted.delete_canary and self._router_settled(provider, applied):
-            for ref in wanted.delete_canary:
-                kube.delete(ref[0], ref[1], self.namespace, ref[2])
-        self.canary_waiting = canary_pick if isinstance(canary_pick, Waiting) else None
-        self._write(
-            spec=spec,
+        snapshot = reading.snapshot if reading else None
+        if decision.new_window and snapshot is None:
+            snapshot = source.begin(window)
+        active = canary is not None and decision.state.phase in mdstatus.ACTIVE
+        applied = self._apply(spec, stable, canary if active else None, decision, cleanup)
+        seen = mdstatus.Observation(
             decision=decision,
             stable=stable,
             canary=canary,
+            servers=_servers(self.name, spec, applied, active),
+            url=service_url(self.name, self.namespace, spec, self._provider(spec), self._router()),
+            shadow=spec.strategy == "shadow",
+            wanted_stable_replicas=spec.stable.replicas,
             promoted=promoted,
-            observed=observed,
+            measured=reading.metrics if reading else None,
             snapshot=snapshot,
-            applied=applied,
-            provider=provider,
+            canary_waiting=canary_pick if isinstance(canary_pick, Waiting) else None,
         )
-        self._announce(decision)
+        status = mdstatus.compose(self.status, self.generation, seen, self.now)
+        self._put(status)
+        self._announce(decision, status)
+        return None
 
-    def _resolve(self, ref: Any) -> ServedModel | Waiting:
+    def _provider(self, spec: ModelDeploymentSpec) -> str:
+        return spec.router.provider or self.settings.default_router
+
+    def _router(self) -> RouterOptions:
+        return RouterOptions(
+            image=self.settings.router_image,
+            replicas=self.settings.router_replicas,
+            cluster_domain=self.settings.cluster_domain,
+        )
+
+    def _resolve(self, ref: ModelRef) -> ServedModel | Waiting:
         if ref.training_job is not None:
-            return resolve(ref, kube.get_trainingjob(self.namespace, ref.training_job))
+            return resolve(ref, self.client.get(TRAININGJOB, self.namespace, ref.training_job))
         if ref.selector is not None:
-            selector = selector_string(ref.selector.match_labels)
-            return resolve(ref, selected=kube.list_trainingjobs(self.namespace, selector))
+            wanted = selector_string(ref.selector.match_labels)
+            return resolve(ref, selected=self.client.list_(TRAININGJOB, self.namespace, wanted))
         return resolve(ref)
-
-    def _stable_served(self, pick: ServedModel | Waiting) -> ServedModel | Waiting:
-        """spec.stable's model, unless a promoted canary replaced that very model."""
-        promoted = self.status.get("promoted") or {}
-        if isinstance(pick, ServedModel):
-            if promoted.get("digest") and promoted.get("replaces") == pick.digest:
-                return ServedModel(promoted["uri"], promoted["digest"], promoted.get("model"))
-            return pick
-        served = self.status.get("stable") or {}
-        if served.get("uri") and served.get("digest"):
-            return ServedModel(served["uri"], served["digest"], served.get("model"))
-        return pick
 
     def _targets(self) -> dict[str, dict[str, str]]:
         """Each variant's /metrics URLs by server: its ready Pods, or the settings' override."""
         override = self.settings.metrics_targets.get(f"{self.namespace}/{self.name}")
         if override:
             return {variant: {url: url for url in urls} for variant, urls in override.items()}
-        targets: dict[str, dict[str, str]] = {"stable": {}, "canary": {}}
-        selector = f"{MDEP_LABEL}={self.name},{COMPONENT_LABEL}=model-server"
-        for pod in kube.list_pods(self.namespace, selector):
-            variant = pod["metadata"].get("labels", {}).get(VARIANT_LABEL)
+        targets: dict[str, dict[str, str]] = {variant: {} for variant in VARIANTS}
+        pods = selector_string(selector(self.name, "model-server"))
+        for pod in self.client.list_(POD, self.namespace, pods):
+            variant = pod["metadata"].get("labels", {}).get(LABEL_VARIANT)
             ip = (pod.get("status") or {}).get("podIP")
             ready = find((pod.get("status") or {}).get("conditions"), "Ready")
             if variant in targets and ip and ready and ready.get("status") == "True":
                 targets[variant][pod["metadata"]["name"]] = f"http://{ip}:{PORT}/metrics"
         return targets
 
-    def _measure(
-        self, spec: ModelDeploymentSpec, state: RolloutState, plan: Plan
-    ) -> tuple[dict[str, VariantMetrics | None], dict[str, dict[str, Counters]] | None]:
-        source = spec.analysis.metrics
-        if source.source == "prometheus" and source.prometheus_url:
-            reader = PrometheusSource(source.prometheus_url, self.settings.prometheus_selector)
-            since = state.since if state.since is not None else self.now - plan.interval
-            try:
-                return reader.read(
-                    self.namespace, self.name, ("stable", "canary"), since, self.now
-                ), None
-            except QueryError as error:
-                log.warning("%s/%s: cannot query Prometheus: %s", self.namespace, self.name, error)
-                return {}, None
-        reading = BuiltinSource().read(self._targets(), snapshot_from_status(self.status))
-        return reading.metrics, reading.snapshot
-
-    def _owned(self, obj: dict[str, Any]) -> dict[str, Any]:
-        meta = self.body["metadata"]
-        obj["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
-        return obj
-
-    def _router_settled(self, provider: str, applied: Mapping[tuple[str, str], Any]) -> bool:
-        """No old router Pod may still send to the canary (the nginx router rolled out)."""
-        if provider != "builtin":
-            return True
-        router = next(
-            (
-                o
-                for (kind, _), o in applied.items()
-                if kind == "Deployment" and o["metadata"]["name"].endswith("-router")
-            ),
-            None,
-        )
-        if router is None:
-            return True
-        spec, status = router.get("spec") or {}, router.get("status") or {}
-        return bool(
-            status.get("observedGeneration", 0) >= router["metadata"].get("generation", 0)
-            and status.get("updatedReplicas", 0) == spec.get("replicas")
-            and status.get("replicas", 0) == spec.get("replicas")
-        )
-
-    # -- the status ------------------------------------------------------------------------
-
-    def _conditions(self, types: Mapping[str, tuple[bool, str, str]]) -> list[dict[str, Any]]:
-        previous = self.status.get("conditions")
-        generation = self.body["metadata"].get("generation")
-        kept = {c["type"]: c for c in previous or ()}
-        for type_, (value, reason, message) in types.items():
-            kept[type_] = condition(
-                type_,
-                value,
-                reason=reason,
-                message=message[:1000],
-                generation=generation,
-                previous=previous,
-                now=_utc(self.now),
-            )
-        return [kept[t] for t in ("Ready", "Progressing", "Degraded") if t in kept]
-
-    def _put(self, status: dict[str, Any]) -> None:
-        status["observedGeneration"] = self.body["metadata"].get("generation")
-        if status == (self.body.get("status") or {}):
-            return
-        for _ in range(3):
-            try:
-                kube.replace_modeldeployment_status({**self.body, "status": status})
-                return
-            except kube.Conflict:
-                fresh = kube.get_modeldeployment(self.namespace, self.name)
-                if fresh is None:
-                    return
-                if fresh["metadata"].get("generation") != self.body["metadata"].get("generation"):
-                    return  # the spec changed: the next pass decides again
-                self.body = fresh
-
-    def _write_failed(self, message: str) -> None:
-        status = dict(self.status)
-        status.update(
-            phase="Failed",
-            message=message,
-            conditions=self._conditions(
-                {
-                    "Ready": (False, "InvalidSpec", message),
-                    "Degraded": (True, "InvalidSpec", message),
-                }
-            ),
-        )
-        self._put(status)
-
-    def _write_waiting(self, waiting: Waiting) -> None:
-        status = dict(self.status)
-        status.update(
-            message=waiting.message,
-            conditions=self._conditions(
-                {
-                    "Ready": (False, waiting.reason, waiting.message),
-                    "Progressing": (True, waiting.reason, waiting.message),
-                }
-            ),
-        )
-        self._put(status)
-
-    def _write(
+    def _apply(
         self,
-        *,
         spec: ModelDeploymentSpec,
-        decision: Decision,
         stable: ServedModel,
         canary: ServedModel | None,
-        promoted: Any,
-        observed: Mapping[str, VariantMetrics | None],
-        snapshot: Mapping[str, Mapping[str, Counters]] | None,
-        applied: Mapping[tuple[str, str], Any],
-        provider: str,
-    ) -> None:
-        new = decision.state
-        active = canary is not None and new.phase in ACTIVE
-        shadow = spec.strategy == "shadow"
-        stable_dep = applied.get(("Deployment", f"{self.name}-stable")) or {}
-        ready = int((stable_dep.get("status") or {}).get("readyReplicas") or 0)
-        status: dict[str, Any] = dict(self.status)
-        status["phase"] = new.phase
-        status["canaryWeight"] = new.weight if active else 0
-        status["stable"] = {
-            **_served(stable),
-            "replicas": (stable_dep.get("spec") or {}).get("replicas", spec.stable.replicas),
-            "readyReplicas": ready,
-            "weight": 100 - (new.weight if active and not shadow else 0),
-        }
-        if canary is not None and new.canary == canary.digest:
-            canary_dep = applied.get(("Deployment", f"{self.name}-canary")) or {}
-            status["canary"] = {
-                **_served(canary),
-                "replicas": (canary_dep.get("spec") or {}).get("replicas", 0) if active else 0,
-                "readyReplicas": int((canary_dep.get("status") or {}).get("readyReplicas") or 0)
-                if active
-                else 0,
-                "weight": (100 if shadow else new.weight) if active else 0,
-            }
-        else:
-            status.pop("canary", None)
-        if promoted:
-            status["promoted"] = promoted
-        status["analysis"] = self._analysis(decision, observed, snapshot)
-        status["url"] = self._url(spec, provider)
-        if decision.action not in ("wait", "done"):
-            status["message"] = decision.message
-        status.setdefault("message", decision.message)
-        conditions: dict[str, tuple[bool, str, str]] = {
-            "Ready": (
-                ready > 0,
-                "Serving" if ready > 0 else "ModelServersNotReady",
-                f"{ready} stable model server(s) ready",
-            ),
-        }
-        if decision.action not in ("wait", "done"):
-            conditions["Progressing"] = (new.phase in ACTIVE, decision.reason, decision.message)
-            failed = decision.action == "rollback"
-            conditions["Degraded"] = (
-                failed,
-                decision.reason if failed else "AsExpected",
-                decision.message if failed else "no failed analysis",
-            )
-        waiting = self.canary_waiting
-        if new.phase == "Stable" and waiting is not None:
-            status["message"] = f"canary: {waiting.message}"
-            conditions["Progressing"] = (True, waiting.reason, status["message"])
-        elif new.phase == "Stable":
-            conditions["Progressing"] = (False, "Stable", "no rollout under way")
-        status["conditions"] = self._conditions(conditions)
-        if new.phase == "Stable" and ready == 0 and spec.stable.replicas > 0:
-            status["phase"] = "Degraded"
-        metrics.CANARY_WEIGHT.labels(self.namespace, self.name).set(status["canaryWeight"])
-        self._put(status)
-
-    def _analysis(
-        self,
         decision: Decision,
-        observed: Mapping[str, VariantMetrics | None],
-        snapshot: Mapping[str, Mapping[str, Counters]] | None,
-    ) -> dict[str, Any] | None:
-        new = decision.state
-        if new.phase == "Stable":
-            return None
-        analysis: dict[str, Any] = dict(self.status.get("analysis") or {})
-        if decision.action == "start":
-            analysis = {}
-        if new.since is not None:
-            analysis["time"] = rfc3339(new.since)
-        analysis["step"] = new.step
-        analysis["failures"] = new.failures
+        cleanup: bool,
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Applies the children; deletes what must go. The children as stored, by kind and name."""
+        provider = self._provider(spec)
+        wanted = children(
+            self.name,
+            self.namespace,
+            spec,
+            provider=provider,
+            stable=stable,
+            canary=canary,
+            split=split_for(spec, canary is not None, decision.state.weight),
+            serving=ServingOptions(
+                image=self.settings.model_server_image,
+                image_pull_policy=self.settings.image_pull_policy,
+                pvc_root=self.settings.pvc_root,
+            ),
+            router=self._router(),
+        )
+        owner = owner_reference(KIND, self.body["metadata"])
+        applied: dict[tuple[str, str], dict[str, Any]] = {}
+        for obj in wanted.apply:
+            obj["metadata"]["ownerReferences"] = [owner]
+            applied[obj["kind"], obj["metadata"]["name"]] = self.client.apply(obj)
+        gone = list(wanted.delete) if cleanup else []
+        if wanted.delete_canary and PROVIDERS[provider].settled(self.name, applied):
+            gone += wanted.delete_canary
+        for api_version, kind_name, child in gone:
+            self.client.delete(api_version, kind_name, self.namespace, child)
+        return applied
+
+    def _put(self, status: dict[str, Any]) -> None:
+        """Replaces the status unless it is unchanged; on a conflict reads again, unless the
+        spec changed meanwhile (the next pass decides again)."""
+        status["observedGeneration"] = self.generation
+        if status == (self.body.get("status") or {}):
+            return
+        for _ in range(STATUS_CONFLICTS):
+            try:
+                self.client.replace_status(MODELDEPLOYMENT, {**self.body, "status": status})
+                return
+            except kube.Conflict:
+                fresh = self.client.get(MODELDEPLOYMENT, self.namespace, self.name)
+                if fresh is None or fresh["metadata"].get("generation") != self.generation:
+                    return
+                self.body = fresh
+
+    def _announce(self, decision: Decision, status: Mapping[str, Any]) -> None:
+        metrics.CANARY_WEIGHT.labels(self.namespace, self.name).set(status["canaryWeight"])
         if decision.verdict is not None:
-            analysis["verdict"] = decision.verdict
-            analysis["message"] = decision.message
             metrics.ANALYSIS_TOTAL.labels(decision.verdict).inc()
-            for variant in ("stable", "canary"):
-                measured = observed.get(variant)
-                if measured is not None:
-                    analysis[variant] = measured.to_status()
-                else:
-                    analysis.pop(variant, None)
-        if decision.new_window:
-            if snapshot is not None:
-                analysis["snapshot"] = snapshot_to_status(snapshot)
-            else:
-                analysis.pop("snapshot", None)
-        if new.phase in ("Promoted", "RolledBack"):
-            analysis.pop("snapshot", None)
-        return analysis
-
-    def _url(self, spec: ModelDeploymentSpec, provider: str) -> str:
-        hosts = spec.router.hosts or []
-        if provider != "builtin" and hosts:
-            return f"http://{hosts[0]}/v2/models/{self.name}"
-        domain = self.settings.cluster_domain
-        return f"http://{self.name}.{self.namespace}.svc.{domain}/v2/models/{self.name}"
-
-    def _announce(self, decision: Decision) -> None:
         if not decision.transition:
             return
         metrics.ROLLOUT_TRANSITIONS.labels(decision.action).inc()
@@ -458,7 +292,21 @@ class Reconciliation:
         kopf.event(ref, type=kind, reason=decision.reason, message=decision.message[:1000])
 
 
-def _utc(moment: float) -> Any:
-    import datetime
+def _servers(
+    name: str,
+    spec: ModelDeploymentSpec,
+    applied: Mapping[tuple[str, str], Mapping[str, Any]],
+    canary_active: bool,
+) -> dict[VariantName, mdstatus.Servers]:
+    """Each variant's wanted and ready model servers, from its Deployment as stored."""
 
-    return datetime.datetime.fromtimestamp(moment, datetime.UTC)
+    def servers(variant: VariantName, default: int) -> mdstatus.Servers:
+        deployment = applied.get(("Deployment", variant_name(name, variant))) or {}
+        wanted = (deployment.get("spec") or {}).get("replicas", default)
+        ready = (deployment.get("status") or {}).get("readyReplicas") or 0
+        return mdstatus.Servers(int(wanted), int(ready))
+
+    out = {"stable": servers("stable", spec.stable.replicas)}
+    if canary_active:
+        out["canary"] = servers("canary", 0)
+    return cast(dict[VariantName, mdstatus.Servers], out)

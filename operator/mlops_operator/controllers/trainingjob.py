@@ -18,12 +18,16 @@ from pydantic import ValidationError
 from mlops_operator import kube, metrics, schedule
 from mlops_operator.api import GROUP, VERSION
 from mlops_operator.builders.job import build_job
+from mlops_operator.controllers.errors import handling
 from mlops_operator.manifests import describe
-from mlops_operator.naming import (
+from mlops_operator.objects import (
+    JOB,
     LABEL_MANAGED_BY,
     LABEL_SCHEDULED_BY,
     LABEL_TRAININGJOB,
     MANAGER,
+    POD,
+    TRAININGJOB,
     job_name,
 )
 from mlops_operator.settings import get_settings
@@ -66,10 +70,10 @@ def sync_status(namespace: str, name: str, logger: kopf.Logger) -> None:
     """
     with _lock(namespace, name):
         for _ in range(MAX_CONFLICTS):
-            body = kube.get_trainingjob(namespace, name)
+            body = kube.get(TRAININGJOB, namespace, name)
             if body is None or _scheduled(body) or _finished(body):
                 return
-            job = kube.get_job(namespace, job_name(name))
+            job = kube.get(JOB, namespace, job_name(name))
             if job is not None and not _owned_by(job, body):
                 job = None
             pods = _pods_of(namespace, job) if job is not None else []
@@ -77,8 +81,8 @@ def sync_status(namespace: str, name: str, logger: kopf.Logger) -> None:
             if status == (body.get("status") or {}):
                 return
             try:
-                kube.patch_trainingjob_status(
-                    namespace, name, status, body["metadata"]["resourceVersion"]
+                kube.patch_status(
+                    TRAININGJOB, namespace, name, status, body["metadata"]["resourceVersion"]
                 )
             except kube.Conflict:
                 continue
@@ -86,7 +90,7 @@ def sync_status(namespace: str, name: str, logger: kopf.Logger) -> None:
             if status["phase"] == tjstatus.FAILED and job is not None:
                 reason = find(status["conditions"], "Failed") or {}
                 if reason.get("reason") in CLEANUP_REASONS:
-                    kube.delete_job(namespace, job["metadata"]["name"])
+                    kube.delete(JOB.api_version, JOB.kind, namespace, job["metadata"]["name"])
             return
         raise kopf.TemporaryError(f"TrainingJob {namespace}/{name} kept changing", delay=1)
 
@@ -102,7 +106,9 @@ def _owned_by(child: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
 
 
 def _pods_of(namespace: str, job: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return kube.list_pods(namespace, f"batch.kubernetes.io/controller-uid={job['metadata']['uid']}")
+    return kube.list_(
+        POD, namespace, f"batch.kubernetes.io/controller-uid={job['metadata']['uid']}"
+    )
 
 
 def _announce(
@@ -128,7 +134,7 @@ def start(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """Creates the training Job (once: the name is derived, 409 means it exists)."""
     if _scheduled(body) or _finished(body):
         return
-    with metrics.reconciling(KIND):
+    with handling(KIND):
         if not (body.get("status") or {}).get("startTime"):
             _ensure_job(body, logger)
         sync_status(_namespace(body), body["metadata"]["name"], logger)
@@ -140,15 +146,15 @@ def _ensure_job(body: kopf.Body, logger: kopf.Logger) -> None:
     except ValidationError as error:
         message = f"the spec cannot be trained: {describe(error)}"
         status = tjstatus.rejected(body, "InvalidSpec", message, _now())
-        kube.patch_trainingjob_status(_namespace(body), body["metadata"]["name"], status, None)
+        kube.patch_status(TRAININGJOB, _namespace(body), body["metadata"]["name"], status)
         kopf.warn(_ref(body), reason="InvalidSpec", message=message)
         raise kopf.PermanentError(message) from error
     namespace, name = _namespace(body), manifest["metadata"]["name"]
-    created = kube.create_job(namespace, manifest)
+    created = kube.create(manifest)
     if created is not None:
         logger.info(f"created Job {name}")  # the status sync posts the JobCreated Event
         return
-    existing = kube.get_job(namespace, name)
+    existing = kube.get(JOB, namespace, name)
     if existing is not None and not _owned_by(existing, body):
         raise kopf.TemporaryError(
             f"Job {name} belongs to an older TrainingJob of this name; "
@@ -160,14 +166,14 @@ def _ensure_job(body: kopf.Body, logger: kopf.Logger) -> None:
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 def job_event(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """A training Job changed: sync its TrainingJob's status."""
-    with metrics.reconciling(KIND):
+    with handling(KIND):
         sync_status(_namespace(body), body["metadata"]["labels"][LABEL_TRAININGJOB], logger)
 
 
 @kopf.on.event("", "v1", "pods", labels=OWNED)
 def pod_event(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """A training Pod changed (started, waiting on an image, terminated): sync the status."""
-    with metrics.reconciling(KIND):
+    with handling(KIND):
         sync_status(_namespace(body), body["metadata"]["labels"][LABEL_TRAININGJOB], logger)
 
 
@@ -176,15 +182,15 @@ def pod_event(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     interval=get_settings().schedule_interval_seconds,
     when=lambda spec, **_: bool(spec.get("schedule")),
 )
-def tick(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+def tick(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """A scheduled TrainingJob: create the due run, trim the history, show the runs."""
     namespace, name = _namespace(body), body["metadata"]["name"]
-    with metrics.reconciling(KIND):
-        children = kube.list_trainingjobs(namespace, f"{LABEL_SCHEDULED_BY}={name}")
+    with handling(KIND):
+        children = kube.list_(TRAININGJOB, namespace, f"{LABEL_SCHEDULED_BY}={name}")
         step = schedule.plan(body, children, _now())
         if step.create is not None:
             run = step.create["metadata"]["name"]
-            if kube.create_trainingjob(namespace, step.create):
+            if kube.create(step.create) is not None:
                 metrics.SCHEDULED_RUNS.labels(result="created").inc()
                 logger.info(f"created run {run}")
                 kopf.info(_ref(body), reason="RunCreated", message=f"created run {run}")
@@ -192,7 +198,7 @@ def tick(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> N
             metrics.SCHEDULED_RUNS.labels(result="skipped").inc()
             kopf.info(_ref(body), reason="RunWaiting", message=step.skipped)
         for old in step.delete:
-            kube.delete_trainingjob(namespace, old)
+            kube.delete(TRAININGJOB.api_version, TRAININGJOB.kind, namespace, old)
             kopf.info(_ref(body), reason="RunDeleted", message=f"deleted run {old} (history limit)")
         if step.status != (body.get("status") or {}):
-            patch.status.update(step.status)
+            kube.patch_status(TRAININGJOB, namespace, name, step.status)

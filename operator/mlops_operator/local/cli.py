@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
+from rich.live import Live
 
 from mlops_operator.cli_options import manifest_paths
 from mlops_operator.local import display
@@ -48,17 +52,30 @@ def local() -> None:
     help="Send this many requests a second of the training data (with feedback).",
 )
 @click.option("--watch", is_flag=True, help="Keep serving after the rollout ends (Ctrl-C stops).")
+@click.option(
+    "--analyses",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="abTest, shadow and a fixed canaryWeight never end by themselves: stop after this "
+    "many judged analysis intervals.",
+)
 @home_option
-def up(paths: tuple[Path, ...], traffic: float, watch: bool, home: Path | None) -> None:
+def up(
+    paths: tuple[Path, ...], traffic: float, watch: bool, analyses: int, home: Path | None
+) -> None:
     """Train the TrainingJobs, serve the ModelDeployments and roll their canaries out.
 
-    Exits when every rollout has ended: 0 when promoted or stable, 2 when rolled back,
-    1 on an error.
+    Exits when every rollout has ended (a canary with steps: promoted or rolled back; abTest,
+    shadow and a fixed canaryWeight: after --analyses judged intervals): 0 when promoted or
+    stable or judged, 2 when rolled back, 1 on an error. TrainingJobs named by a
+    ModelDeployment but not given are taken from an earlier run in the same --home.
     """
     from mlops_operator.local.runner import LocalError, Runner  # heavy: sklearn, nginx, ...
 
     try:
-        code = Runner(_home(home), paths, traffic=traffic, watch=watch).up()
+        runner = Runner(_home(home), paths, traffic=traffic, watch=watch, analyses=analyses)
+        code = runner.up()
     except (ManifestError, LocalError) as error:
         _fail(str(error))
     sys.exit(code)
@@ -66,23 +83,30 @@ def up(paths: tuple[Path, ...], traffic: float, watch: bool, home: Path | None) 
 
 @local.command()
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@click.option("-w", "--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
 @home_option
-def status(output: str, home: Path | None) -> None:
+def status(output: str, watch: bool, home: Path | None) -> None:
     """Show what `mlops local up` is doing, or did last."""
     where = _home(home)
-    state = where.read_state()
-    if state is None:
+    if where.read_state() is None:
         _fail(f"nothing has run with home {where.root}")
-        return
-    state["running"] = bool(state.get("pid")) and pid_alive(state["pid"])
     if output == "json":
-        click.echo(json.dumps(state, indent=2, sort_keys=True))
+        click.echo(json.dumps(_state(where), indent=2, sort_keys=True))
         return
-    console = Console()
-    console.print(display.render(state))
-    console.print(
-        "running" if state["running"] else f"not running (stopped {state.get('stopped')})"
-    )
+    console = Console(width=max(shutil.get_terminal_size((120, 40)).columns, 100))
+    if not watch:
+        console.print(display.screen(_state(where)))
+        return
+    with contextlib.suppress(KeyboardInterrupt), Live(console=console) as live:
+        while True:
+            live.update(display.screen(_state(where)))
+            time.sleep(1)
+
+
+def _state(where: Home) -> dict[str, Any]:
+    state = where.read_state() or {}
+    state["running"] = bool(state.get("pid")) and pid_alive(state["pid"])
+    return state
 
 
 @local.command()

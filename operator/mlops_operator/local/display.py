@@ -49,11 +49,16 @@ def training_table(jobs: dict[str, Any]) -> Table:
     return table
 
 
-def deployment_table(name: str, deployment: dict[str, Any]) -> Table:
+def deployment_table(name: str, deployment: dict[str, Any], running: bool = True) -> Table:
     status = deployment.get("status") or {}
     analysis = status.get("analysis") or {}
+    title = Text(f"ModelDeployment {name}  ")
+    title.append_text(_phase(status.get("phase")))
+    if analysis.get("verdict"):
+        title.append(f" (last analysis: {analysis['verdict']})")
+    title.append(f"  {status.get('url', '')}")
     table = Table(
-        title=f"ModelDeployment {name}  {status.get('url', '')}",
+        title=title,
         title_justify="left",
         caption=status.get("message") or analysis.get("message") or "",
         caption_justify="left",
@@ -65,30 +70,35 @@ def deployment_table(name: str, deployment: dict[str, Any]) -> Table:
         served = status.get(variant)
         if not served:
             continue
-        numbers = analysis.get(variant) or {}
+        numbers = analysis.get(variant) or (deployment.get("served") or {}).get(variant) or {}
         table.add_row(
             variant,
             served.get("model", "-"),
-            f"{served.get('readyReplicas', 0)}/{served.get('replicas', 1)}",
+            f"{served.get('readyReplicas', 0)}/{served.get('replicas', 1)}" if running else "-",
             f"{served.get('weight', 0)}%",
             f"{numbers.get('requests', 0):g}",
             _percent(numbers.get("errorRate")),
             _number(numbers.get("latencyP99Ms"), "ms"),
             _percent(numbers.get("accuracy")),
         )
-    table.add_section()
-    verdict = analysis.get("verdict") or ""
-    table.add_row("phase", _phase(status.get("phase")), "", "", "", "", "", verdict)
     return table
 
 
 def render(state: dict[str, Any]) -> Group:
     parts: list[Any] = []
+    running = state.get("running", True)
     if state.get("trainingJobs"):
         parts.append(training_table(state["trainingJobs"]))
     for name, deployment in (state.get("modelDeployments") or {}).items():
-        parts.append(deployment_table(name, deployment))
+        parts.append(deployment_table(name, deployment, running))
     events = state.get("events") or []
     if events:
         parts.append(Text("\n".join(events[-6:]), style="dim"))
     return Group(*parts)
+
+
+def screen(state: dict[str, Any]) -> Group:
+    """What `mlops local status` shows: the tables and whether `up` still runs."""
+    running = state.get("running", False)
+    line = "running" if running else f"not running (stopped {state.get('stopped')})"
+    return Group(render(state), Text(line))

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_operator.traffic.split import OVERRIDE_HEADER, VARIANT_HEADER
+from mlops_operator.traffic.split import VARIANT_HEADER
 
 USERS = 500
 """Distinct sticky keys sent for an A/B test."""
@@ -93,7 +93,10 @@ class LoadGenerator(threading.Thread):
         if self.sticky_header:
             headers[self.sticky_header] = f"user-{self.random.randrange(USERS)}"
         path = f"/v2/models/{self.model}"
-        response, answer = _post(connection, f"{path}/infer", self.rows.bodies[index], headers)
+        # An id of its own in the body, as a client that sends feedback later does: a shadow's
+        # mirrored copy then carries the same id, so the feedback counts on both variants.
+        body = b'{"id": "load-%d", ' % self.tally.sent + self.rows.bodies[index][1:]
+        response, answer = _post(connection, f"{path}/infer", body, headers)
         variant = response.getheader(VARIANT_HEADER, "unknown")
         self.tally.sent += 1
         self.tally.by_variant[variant] += 1
@@ -101,7 +104,7 @@ class LoadGenerator(threading.Thread):
             self.tally.failed += 1
             return
         feedback = {"id": json.loads(answer)["id"], "truth": [self.rows.truths[index]]}
-        headers = {"Content-Type": "application/json", OVERRIDE_HEADER: variant}
+        headers = {"Content-Type": "application/json"}  # the router finds the variant
         _post(connection, f"{path}/feedback", json.dumps(feedback).encode(), headers)
 
 

@@ -3,24 +3,23 @@ by the operator's state machine from the servers' real metrics."""
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from mlops_operator.api import ModelDeployment
 from mlops_operator.api.common import ModelRef
 from mlops_operator.builders.modeldeployment import split_for
-from mlops_operator.builders.serving import ServedModel
 from mlops_operator.canary import Decision, Plan, RolloutState, VariantMetrics, decide
-from mlops_operator.canary.metrics import Counters
-from mlops_operator.canary.resolve import Waiting, resolve
-from mlops_operator.canary.status import rfc3339
+from mlops_operator.canary.machine import due
+from mlops_operator.canary.metrics import Counters, summarize, total
+from mlops_operator.canary.resolve import ServedModel, Waiting, resolve
 from mlops_operator.local.home import Home
 from mlops_operator.local.processes import stop
-from mlops_operator.local.serving import ModelServer, Router, start_model_server
-from mlops_operator.metrics_sources.builtin import BuiltinSource
-from mlops_operator.status.conditions import condition
+from mlops_operator.local.serving import ModelServer, Router, ServingError, start_model_server
+from mlops_operator.metrics_sources import BuiltinSource, Window
+from mlops_operator.objects import VariantName
+from mlops_operator.status.modeldeployment import Observation, Servers, compose
 from mlops_operator.traffic.split import Split
 
 FINAL_PHASES = ("Promoted", "RolledBack")
@@ -58,6 +57,8 @@ class LocalRollout:
         trainingjobs: Mapping[str, Mapping[str, Any]],
         router_port: int,
         log: Callable[[str], None],
+        *,
+        analyses: int = 3,
     ) -> None:
         self.home = home
         self.deployment = deployment
@@ -70,8 +71,10 @@ class LocalRollout:
         self.snapshot: dict[str, dict[str, Counters]] = {}
         self.stable: ModelServer | None = None
         self.canary: ModelServer | None = None
-        self.last: Decision | None = None
-        self.observed: dict[str, VariantMetrics | None] = {}
+        self.doc: dict[str, Any] = {}
+        self.analyses = analyses
+        """Judged intervals after which a rollout that never ends by itself is done."""
+        self.judged = 0
         self.stable_model = self._model("stable", deployment.spec.stable.model, trainingjobs)
         canary = deployment.spec.canary
         self.canary_model = self._model("canary", canary.model, trainingjobs) if canary else None
@@ -86,14 +89,25 @@ class LocalRollout:
         return found
 
     @property
+    def ends_by_itself(self) -> bool:
+        """A canary with steps is promoted or rolled back; abTest (unless promote is set),
+        shadow and a fixed canaryWeight are judged for as long as they run."""
+        plan = self.plan
+        if plan.strategy == "abTest":
+            return plan.ab_promote
+        return plan.strategy == "canary" and plan.canary_weight is None
+
+    @property
     def finished(self) -> bool:
-        return self.state.phase in FINAL_PHASES or (
-            self.canary_model is None and self.state.phase == "Stable"
-        )
+        if self.state.phase in FINAL_PHASES:
+            return True
+        if self.canary_model is None:
+            return self.state.phase == "Stable"
+        return not self.ends_by_itself and self.judged >= self.analyses
 
     def start(self) -> None:
         if self.stable_model is None:
-            raise RuntimeError(f"{self.name}: no stable model to serve")
+            raise ServingError(f"{self.name}: no stable model to serve (see the line above)")
         self.stable = self._serve("stable", self.stable_model)
         if self.canary_model is not None:
             self.canary = self._serve("canary", self.canary_model)
@@ -126,21 +140,33 @@ class LocalRollout:
         """One turn of the rollout: measure when an analysis is due, decide, act."""
         now = time.time() if now is None else now
         canary_id = self.canary_model.digest if self.canary_model else None
-        due = (
-            self.state.phase == "Progressing"
-            and self.state.since is not None
-            and now >= self.state.since + self.plan.interval
+        window = Window(
+            "local",
+            self.name,
+            since=self.state.since if self.state.since is not None else now,
+            now=now,
+            targets=self._targets,
+            snapshot=self.snapshot,
         )
-        reading = self.source.read(self._targets(), self.snapshot) if due else None
-        if reading is not None:
-            self.observed = reading.metrics
-        observed = reading.metrics.get("canary") if reading else None
-        decision = decide(self.plan, self.state, canary_id, now, observed)
+        due_now = due(self.plan, self.state, canary_id, now)
+        reading = self.source.measure(window) if due_now else None
+        measured = reading.metrics if reading else {}
+        decision = decide(
+            self.plan,
+            self.state,
+            canary_id,
+            now,
+            measured.get("canary"),
+            baseline=measured.get("stable"),
+        )
         if decision.new_window:
-            self.snapshot = reading.snapshot if reading else self.source.snapshot(self._targets())
+            begun = reading.snapshot if reading else self.source.begin(window)
+            self.snapshot = begun or {}
         self._act(decision)
         self.state = decision.state
-        self.last = decision
+        self._write(decision, reading.metrics if reading else None, now)
+        if decision.verdict in ("Passed", "Failed"):
+            self.judged += 1
         if decision.transition or decision.verdict:
             self.log(f"{self.name}: {decision.reason}: {decision.message}")
         self._route()
@@ -172,63 +198,37 @@ class LocalRollout:
         if self.router.child is not None:
             stop(self.router.child)
 
+    def _write(
+        self, decision: Decision, measured: dict[str, VariantMetrics | None] | None, now: float
+    ) -> None:
+        """The status as the operator composes it, from this machine's servers."""
+        servers = {
+            variant: Servers(1, 1 if server.child.alive() else 0)
+            for variant, server in (("stable", self.stable), ("canary", self.canary))
+            if server is not None
+        }
+        assert self.stable_model is not None
+        seen = Observation(
+            decision=decision,
+            stable=self.stable_model,
+            canary=self.canary_model if self.canary is not None else None,
+            servers=cast(dict[VariantName, Servers], servers),
+            url=f"{self.router.url}/v2/models/{self.name}",
+            shadow=self.deployment.spec.strategy == "shadow",
+            measured=measured,
+        )
+        self.doc = compose(self.doc, None, seen, now)
+
+    def served(self) -> dict[str, Any]:
+        """Each live variant's numbers since its server started (what `status` shows when no
+        analysis has judged it, e.g. a stable-only deployment)."""
+        now = self.source.snapshot(self._targets())
+        return {
+            variant: summarize(total(list(servers.values()))).to_status()
+            for variant, servers in now.items()
+            if servers
+        }
+
     def status(self) -> dict[str, Any]:
         """The ModelDeployment status, as the operator would write it."""
-        state, canary_live = self.state, self.canary is not None
-        weight = state.weight if canary_live and self.deployment.spec.strategy != "shadow" else 0
-        status: dict[str, Any] = {
-            "phase": state.phase,
-            "canaryWeight": weight,
-            "url": f"{self.router.url}/v2/models/{self.name}",
-            "conditions": conditions(
-                state, self.stable is not None, self.last.message if self.last else ""
-            ),
-        }
-        if self.stable is not None:
-            status["stable"] = _variant(self.stable, 100 - weight)
-        if self.canary is not None:
-            status["canary"] = _variant(self.canary, weight)
-        if self.last is not None:
-            status["message"] = self.last.message
-            analysis: dict[str, Any] = {
-                "step": state.step,
-                "failures": state.failures,
-                "verdict": self.last.verdict,
-                "message": self.last.message,
-            }
-            if state.since is not None:
-                analysis["time"] = rfc3339(state.since)
-            for variant, metrics in self.observed.items():
-                if metrics is not None:
-                    analysis[variant] = metrics.to_status()
-            status["analysis"] = {k: v for k, v in analysis.items() if v is not None}
-        return {k: v for k, v in status.items() if v is not None}
-
-
-def _variant(server: ModelServer, weight: int) -> dict[str, Any]:
-    return {
-        "model": server.model,
-        "uri": server.uri,
-        "digest": server.digest,
-        "replicas": 1,
-        "readyReplicas": 1 if server.child.alive() else 0,
-        "weight": weight,
-    }
-
-
-def conditions(state: RolloutState, serving: bool, message: str) -> list[dict[str, Any]]:
-    phase = state.phase or "Pending"
-    now = datetime.datetime.now(datetime.UTC)
-
-    def one(kind: str, true: bool, reason: str) -> dict[str, Any]:
-        return condition(
-            kind, true, reason=reason, message=message, generation=None, previous=None, now=now
-        )
-
-    return [
-        one("Ready", serving, "Serving" if serving else "ModelServersNotReady"),
-        one("Progressing", phase in ("Progressing", "Paused"), phase),
-        one(
-            "Degraded", phase == "RolledBack", "AnalysisFailed" if phase == "RolledBack" else phase
-        ),
-    ]
+        return self.doc

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 
 from mlops_operator import manifests
-from mlops_operator.api import ModelDeployment, TrainingJob
+from mlops_operator.api import ModelDeployment, TrainingJob, TrainingJobSpec
 from mlops_operator.local import display
 from mlops_operator.local.home import MAX_EVENTS, Home, now
 from mlops_operator.local.loadgen import LoadGenerator, Rows
@@ -26,6 +26,8 @@ from mlops_operator.local.training import train
 from trainer import data as training_data
 
 TICK_SECONDS = 0.5
+SERVED_EVERY = 2.0
+"""Seconds between reads of the servers' own counters for `status`."""
 EXIT_OK, EXIT_ERROR, EXIT_ROLLED_BACK = 0, 1, 2
 
 
@@ -56,20 +58,25 @@ class Runner:
         self,
         home: Home,
         paths: Sequence[Path],
+        *,
         traffic: float = 0.0,
         watch: bool = False,
+        analyses: int = 3,
         console: Console | None = None,
     ) -> None:
         self.home = home
         self.paths = paths
         self.traffic = traffic
         self.watch = watch
+        self.analyses = analyses
         self.console = console or Console()
         self.live: Live | None = None
         self.state: dict[str, Any] = {}
         self.rollouts: list[LocalRollout] = []
         self.loads: list[LoadGenerator] = []
         self.trained: dict[str, dict[str, Any]] = {}
+        self.earlier: dict[str, dict[str, Any]] = {}
+        """TrainingJobs trained by an earlier run in this home, by name."""
 
     def up(self) -> int:
         resources = manifests.load(self.paths)
@@ -103,6 +110,11 @@ class Runner:
                 "run `mlops local down` first, or pass another --home"
             )
         self.home.prepare()
+        self.earlier = {
+            name: entry
+            for name, entry in ((previous or {}).get("trainingJobs") or {}).items()
+            if entry.get("phase") == "Succeeded" and entry.get("model") and entry.get("spec")
+        }
         self.state = {
             "pid": os.getpid(),
             "started": now(),
@@ -117,7 +129,7 @@ class Runner:
     def save(self) -> None:
         self.state["processes"] = running()
         for rollout in self.rollouts:
-            self.state["modelDeployments"][rollout.name] = {"status": rollout.status()}
+            self.state["modelDeployments"].setdefault(rollout.name, {})["status"] = rollout.status()
         for load in self.loads:
             tally = load.tally
             self.state["modelDeployments"][load.model]["traffic"] = {
@@ -173,6 +185,7 @@ class Runner:
             )
             if result.model is not None:
                 entry["model"] = result.model.model_dump()
+                entry["spec"] = job.spec.dump()
             self.trained[name] = {
                 "metadata": {"name": name, "labels": job.metadata.labels},
                 "spec": job.spec,
@@ -188,12 +201,41 @@ class Runner:
         self, deployments: Sequence[ModelDeployment], jobs: Sequence[TrainingJob]
     ) -> None:
         for deployment in deployments:
-            rollout = LocalRollout(self.home, deployment, self.trained, free_port(), self.event)
+            self._reuse_earlier(deployment)
+            rollout = LocalRollout(
+                self.home, deployment, self.trained, free_port(), self.event, analyses=self.analyses
+            )
             self.rollouts.append(rollout)
             rollout.start()
             self.event(f"{rollout.name}: serving at {rollout.router.url}/v2/models/{rollout.name}")
             if self.traffic > 0:
                 self._start_load(rollout, deployment)
+
+    def _reuse_earlier(self, deployment: ModelDeployment) -> None:
+        """A TrainingJob the deployment names but this run did not train: the model an
+        earlier run in this home trained, else a LocalError that says which file to add."""
+        variants = [("stable", deployment.spec.stable)]
+        if deployment.spec.canary is not None:
+            variants.append(("canary", deployment.spec.canary))
+        for variant, spec in variants:
+            name = spec.model.training_job
+            if name is None or name in self.trained:
+                continue
+            entry = self.earlier.get(name)
+            if entry is None:
+                raise LocalError(
+                    f"ModelDeployment {deployment.metadata.name}: spec.{variant}.model."
+                    f"trainingJob {name} is neither in the manifests given nor trained earlier "
+                    f"in {self.home.root}: add its manifest, e.g. "
+                    f"`mlops local up -f <{name}.yaml> -f <this deployment>`"
+                )
+            self.trained[name] = {
+                "metadata": {"name": name, "labels": entry.get("labels") or {}},
+                "spec": TrainingJobSpec.model_validate(entry["spec"]),
+                "status": {"phase": "Succeeded", "model": entry["model"]},
+            }
+            self.state["trainingJobs"][name] = {**entry, "message": "trained by an earlier run"}
+            self.event(f"{name}: reusing the model trained earlier ({entry['model']['version']})")
 
     def _start_load(self, rollout: LocalRollout, deployment: ModelDeployment) -> None:
         source = self.trained.get(deployment.spec.stable.model.training_job or "")
@@ -214,9 +256,26 @@ class Runner:
         self.event(f"{rollout.name}: sending {self.traffic:g} requests/s with feedback")
 
     def _roll_out(self) -> int:
+        hinted: set[str] = set()
+        counted_at = 0.0
         while True:
+            if time.monotonic() - counted_at >= SERVED_EVERY:
+                counted_at = time.monotonic()
+                for rollout in self.rollouts:
+                    self.state["modelDeployments"].setdefault(rollout.name, {})["served"] = (
+                        rollout.served()
+                    )
             for rollout in self.rollouts:
-                rollout.tick()
+                decision = rollout.tick()
+                quiet = self.traffic == 0 and decision.reason == "AnalysisInconclusive"
+                if quiet and rollout.name not in hinted:
+                    hinted.add(rollout.name)
+                    self.event(
+                        f"{rollout.name}: hint: no requests are being sent, so every step is "
+                        "held; run `up` with --traffic 20 to send the training data with "
+                        f"feedback, or send requests to {rollout.router.url}/v2/models/"
+                        f"{rollout.name}/infer"
+                    )
             self.save()
             if not self.watch and all(rollout.finished for rollout in self.rollouts):
                 break

@@ -86,6 +86,7 @@ def start_model_server(
         "serve",
         *("--model-uri", uri, "--model-digest", digest, "--model-name", deployment),
         *("--variant", variant, "--host", LOOPBACK, "--port", str(port)),
+        *("--grpc-port", str(free_port())),
     )
     child = start(name, command, home.logs / f"serve-{name}.log")
     return ModelServer(variant, model, uri, digest, port, child)

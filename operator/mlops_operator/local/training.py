@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 
 from mlops_operator.api import TrainingJob
+from mlops_operator.api.workload import TrainingResult
 from mlops_operator.local.home import Home
 from mlops_operator.local.processes import Child, mlops_command, start, stop
-from trainer.result import TrainingResult
 
 
 def command(job: TrainingJob, home: Home) -> list[str]:

@@ -3,55 +3,36 @@
 from __future__ import annotations
 
 import logging
-import math
 import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_operator.canary.metrics import Counters, VariantMetrics, difference, summarize
+from mlops_operator.metrics_sources.source import LATENCY_BUCKETS, Reading, Window, bound, counters
 
 log = logging.getLogger(__name__)
-REQUESTS = "mlops_requests"
-DURATION = "mlops_request_duration_seconds"
-FEEDBACK = "mlops_feedback"
 
 
 def parse_exposition(text: str) -> Counters:
     """A model server's cumulative counters from its Prometheus text exposition."""
-    totals = {"requests": 0.0, "errors": 0.0, "correct": 0.0, "incorrect": 0.0}
+    samples = []
     buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == f"{REQUESTS}_total":
-                totals["requests"] += sample.value
-                if sample.labels.get("code", "").startswith("5"):
-                    totals["errors"] += sample.value
-            elif sample.name == f"{DURATION}_bucket":
-                le = sample.labels["le"]
-                bound = math.inf if le == "+Inf" else float(le)
-                buckets[bound] = buckets.get(bound, 0.0) + sample.value
-            elif sample.name == f"{FEEDBACK}_total":
-                outcome = sample.labels.get("outcome", "")
-                if outcome in ("correct", "incorrect"):
-                    totals[outcome] += sample.value
-    return Counters(buckets=buckets, **totals)
+            if sample.name == LATENCY_BUCKETS:
+                le = bound(sample.labels["le"])
+                buckets[le] = buckets.get(le, 0.0) + sample.value
+            else:
+                samples.append((sample.name, sample.labels, sample.value))
+    return counters(samples, buckets)
 
 
 def scrape(url: str, timeout: float = 5.0) -> Counters:
     """GET a model server's /metrics and parse it."""
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return parse_exposition(response.read().decode())
-
-
-@dataclass(frozen=True)
-class Reading:
-    metrics: dict[str, VariantMetrics | None]
-    """Each variant's numbers over the interval (None: nothing could be read)."""
-    snapshot: dict[str, dict[str, Counters]]
-    """The counters now, to keep in the status for the next interval."""
 
 
 class BuiltinSource:
@@ -96,3 +77,9 @@ class BuiltinSource:
                 continue
             metrics[variant] = summarize(difference(previous.get(variant, {}), current))
         return Reading(metrics=metrics, snapshot=now)
+
+    def measure(self, window: Window) -> Reading:
+        return self.read(window.targets(), window.snapshot)
+
+    def begin(self, window: Window) -> dict[str, dict[str, Counters]]:
+        return self.snapshot(window.targets())

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
 
+from mlops_operator import defaults
 from mlops_operator.canary.metrics import Counters, VariantMetrics, summarize
+from mlops_operator.metrics_sources.source import (
+    COUNTED,
+    LATENCY_BUCKETS,
+    Reading,
+    Window,
+    bound,
+    counters,
+)
+from mlops_operator.objects import VARIANTS
 
-DEFAULT_SELECTOR = 'namespace="{namespace}",model="{name}",variant="{variant}"'
-"""Which series belong to a variant; {namespace}, {name} (the ModelDeployment, which is the
-served model name) and {variant} are filled in."""
+log = logging.getLogger(__name__)
 
 
 class QueryError(Exception):
@@ -21,7 +30,9 @@ class QueryError(Exception):
 
 
 class PrometheusSource:
-    def __init__(self, url: str, selector: str = DEFAULT_SELECTOR, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, selector: str = defaults.PROMETHEUS_SELECTOR, timeout: float = 10.0
+    ) -> None:
         self.url = url.rstrip("/")
         self.selector = selector
         self.timeout = timeout
@@ -52,33 +63,12 @@ class PrometheusSource:
         """The variant's counter increases over ``window`` seconds ending at ``at``."""
         sel = self.selector.format(namespace=namespace, name=name, variant=variant)
         rng = f"[{max(1, round(window))}s]"
-        requests = errors = 0.0
-        for code, value in self._by(
-            f"sum by (code) (increase(mlops_requests_total{{{sel}}}{rng}))", "code", at
-        ):
-            requests += value
-            if code.startswith("5"):
-                errors += value
-        buckets = {
-            math.inf if le == "+Inf" else float(le): value
-            for le, value in self._by(
-                f"sum by (le) (increase(mlops_request_duration_seconds_bucket{{{sel}}}{rng}))",
-                "le",
-                at,
-            )
-        }
-        feedback = dict(
-            self._by(
-                f"sum by (outcome) (increase(mlops_feedback_total{{{sel}}}{rng}))", "outcome", at
-            )
-        )
-        return Counters(
-            requests=requests,
-            errors=errors,
-            buckets=buckets,
-            correct=feedback.get("correct", 0.0),
-            incorrect=feedback.get("incorrect", 0.0),
-        )
+        samples = []
+        for metric, label in dict.fromkeys((s.metric, s.label) for s in COUNTED):
+            expr = f"sum by ({label}) (increase({metric}_total{{{sel}}}{rng}))"
+            samples += [(f"{metric}_total", {label: v}, n) for v, n in self._by(expr, label, at)]
+        expr = f"sum by (le) (increase({LATENCY_BUCKETS}{{{sel}}}{rng}))"
+        return counters(samples, {bound(le): n for le, n in self._by(expr, "le", at)})
 
     def read(
         self, namespace: str, name: str, variants: Iterable[str], since: float, at: float
@@ -89,3 +79,19 @@ class PrometheusSource:
             counters = self.increases(namespace, name, variant, at - since, at)
             out[variant] = summarize(counters) if counters.buckets or counters.requests else None
         return out
+
+    def measure(self, window: Window) -> Reading:
+        """The variants' metrics over the window; none when Prometheus cannot answer (the
+        analysis is then inconclusive, and the next interval asks again)."""
+        try:
+            return Reading(
+                self.read(window.namespace, window.name, VARIANTS, window.since, window.now),
+                None,
+            )
+        except QueryError as error:
+            log.warning("%s/%s: cannot query Prometheus: %s", window.namespace, window.name, error)
+            return Reading({}, None)
+
+    def begin(self, window: Window) -> None:
+        """Prometheus keeps the counters: nothing to remember at the window's start."""
+        return

@@ -7,8 +7,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 
-def rfc3339(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def rfc3339(moment: datetime.datetime | float, *, precise: bool = False) -> str:
+    """A time (or epoch seconds) as the API writes it; ``precise`` keeps the microseconds."""
+    if not isinstance(moment, datetime.datetime):
+        moment = datetime.datetime.fromtimestamp(moment, datetime.UTC)
+    fraction = ".%f" if precise else ""
+    return moment.astimezone(datetime.UTC).strftime(f"%Y-%m-%dT%H:%M:%S{fraction}Z")
 
 
 def parse_time(value: str | None) -> datetime.datetime | None:
@@ -45,8 +49,3 @@ def condition(
 
 def find(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
     return next((c for c in conditions or () if c.get("type") == type_), None)
-
-
-def is_true(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> bool:
-    found = find(conditions, type_)
-    return found is not None and found.get("status") == "True"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlops_operator.api.workload import ExitCode
 from mlops_operator.status.conditions import condition, find, rfc3339
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
@@ -22,7 +24,8 @@ CONDITION_TYPES = ("Running", "Succeeded", "Failed")
 
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError")
-QUALITY_GATE_EXIT_CODE = 10
+MISSING_CLAIM = re.compile(r'persistentvolumeclaim "([^"]+)" not found')
+"""The scheduler's words for a Pod whose claim does not exist."""
 HEADLINE_METRICS = ("accuracy", "r2", "f1_macro", "roc_auc", "mse", "mae")
 
 
@@ -136,7 +139,7 @@ def _failed_pod_outcome(pod: Mapping[str, Any]) -> Outcome | None:
             "the training container ran out of memory"
             f"{_memory_limit(pod)}: raise spec.resources.limits.memory, or train on less data",
         )
-    if code == QUALITY_GATE_EXIT_CODE or result.get("reason") == "QualityGateFailed":
+    if code == ExitCode.QUALITY_GATE_FAILED or result.get("reason") == "QualityGateFailed":
         return Outcome(FAILED, "QualityGateFailed", _gate_message(result), result)
     if result.get("reason"):
         message = str(result.get("message") or result["reason"])
@@ -250,6 +253,18 @@ def _in_progress(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> O
         pod = latest["metadata"]["name"]
         scheduled = find(latest.get("status", {}).get("conditions"), "PodScheduled")
         if scheduled is not None and scheduled.get("status") == "False":
+            claim = MISSING_CLAIM.search(str(scheduled.get("message") or ""))
+            if claim is not None:
+                namespace = latest["metadata"].get("namespace", "default")
+                return Outcome(
+                    PENDING,
+                    "ModelStoreClaimMissing",
+                    f"Pod {pod} cannot start: the claim {claim.group(1)} does not exist in "
+                    f"namespace {namespace} (the Helm chart creates its model-store claim in "
+                    "its own namespace and in operator.watchNamespaces): create the claim "
+                    "here, add this namespace to the chart's operator.watchNamespaces, or set "
+                    "spec.output.uri (docs/install.md#helm)",
+                )
             return Outcome(
                 PENDING,
                 str(scheduled.get("reason") or "Unschedulable"),
@@ -366,6 +381,8 @@ def compute(
         }
         if score := score_of(result):
             status["score"] = score
+        if isinstance(result.get("onnx"), Mapping):
+            status["onnx"] = dict(result["onnx"])
     event = None
     if (old.get("phase"), _reason(old)) != (outcome.phase, outcome.reason):
         kind = "Warning" if outcome.phase == FAILED else "Normal"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlops_operator.api.modeldeployment import Router
-from mlops_operator.builders.serving import labels, variant_name
+from mlops_operator.objects import labels, variant_name
 from mlops_operator.traffic.split import Split
 
 HTTPROUTE_API_VERSION = "gateway.networking.k8s.io/v1"

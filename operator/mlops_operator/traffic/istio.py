@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlops_operator.api.modeldeployment import Router
-from mlops_operator.builders.serving import labels, variant_name
+from mlops_operator.objects import labels, variant_name
 from mlops_operator.traffic.split import Split
 
 VIRTUALSERVICE_API_VERSION = "networking.istio.io/v1"

@@ -4,7 +4,9 @@
 - sticky A/B: ``split_clients`` on a header or cookie value (requests without one fall back
   to the random key), so a key always lands on the same variant;
 - ``x-mlops-variant: stable|canary`` forces a variant;
-- shadow: ``mirror`` copies each request (with its body) to the canary and drops the answer.
+- shadow: ``mirror`` copies each request (with its body) to the canary and drops the answer;
+- feedback: sent to the variant that remembers the request id (tried in turn, a 404 moves
+  on), and in shadow copied to the canary too, so each variant's online accuracy counts.
 
 The same renderer serves the router Pod (nginx-unprivileged, read-only root filesystem) and the
 local runner (the nginx binary, a temporary prefix).
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from mlops_operator.traffic.split import VARIANT_HEADER, Split
 
 HEALTH_PATH = "/mlops-router/healthz"
+FEEDBACK_PATH = "^/v2/models/[^/]+(/versions/[^/]+)?/feedback$"
+"""Feedback reaches the variant that made the prediction, without the client naming it."""
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -102,6 +106,11 @@ def render(config: NginxConfig) -> str:
     lines += _upstream("stable", config.stable, config.extra_upstream_options)
     if split.canary:
         lines += _upstream("canary", config.canary, config.extra_upstream_options)
+    live_split = split.canary and not split.mirror
+    if live_split:
+        # Feedback goes to whichever variant remembers the request id: one answers 404.
+        both = [*config.stable, *config.canary]
+        lines += _upstream("either", both, config.extra_upstream_options)
     lines.append("")
     # The variant a request gets: the split, unless the override header names one.
     if split.sticky is not None:
@@ -133,6 +142,10 @@ def render(config: NginxConfig) -> str:
         *forced,
         "        default $mlops_split;",
         "    }",
+        f"    map {header_var} $mlops_feedback {{",
+        *forced,
+        f"        default {'either' if live_split else 'stable'};",
+        "    }",
         "",
         "    server {",
         f"        listen {config.listen};",
@@ -147,6 +160,15 @@ def render(config: NginxConfig) -> str:
         f"        location = {HEALTH_PATH} {{",
         "            access_log off;",
         '            return 200 "ok\\n";',
+        "        }",
+        "",
+        f"        location ~ {FEEDBACK_PATH} {{",
+        "            proxy_next_upstream error timeout http_404 non_idempotent;",
+    ]
+    if split.mirror:
+        lines += ["            mirror /_mlops_mirror;", "            mirror_request_body on;"]
+    lines += [
+        "            proxy_pass http://mlops_$mlops_feedback;",
         "        }",
         "",
         "        location / {",

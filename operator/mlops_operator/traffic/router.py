@@ -10,35 +10,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_operator.builders.serving import (
+from mlops_operator import defaults
+from mlops_operator.objects import (
+    VariantName,
     container_security_context,
     labels,
     pod_security_context,
+    router_name,
     selector,
     variant_name,
 )
 from mlops_operator.traffic.nginx import HEALTH_PATH, NginxConfig, checksum, render
-from mlops_operator.traffic.split import Split, Sticky
+from mlops_operator.traffic.split import Split
 
 CHECKSUM_ANNOTATION = "mlops.dev/config-checksum"
-DEFAULT_ROUTER_IMAGE = "nginxinc/nginx-unprivileged:1.28.0-alpine"
 
 
 @dataclass(frozen=True)
 class RouterOptions:
-    image: str = DEFAULT_ROUTER_IMAGE
-    replicas: int = 2
-    cluster_domain: str = "cluster.local"
-    run_as_user: int = 101
-
-
-def router_name(mdep: str) -> str:
-    return f"{mdep}-router"
+    image: str = defaults.ROUTER_IMAGE
+    replicas: int = defaults.ROUTER_REPLICAS
+    cluster_domain: str = defaults.CLUSTER_DOMAIN
+    run_as_user: int = defaults.ROUTER_RUN_AS
 
 
 def nginx_conf(mdep: str, namespace: str, split: Split, options: RouterOptions) -> str:
-    def host(variant: str) -> str:
-        service = variant_name(mdep, variant)  # type: ignore[arg-type]
+    def host(variant: VariantName) -> str:
+        service = variant_name(mdep, variant)
         return f"{service}.{namespace}.svc.{options.cluster_domain}:80"
 
     return render(
@@ -121,6 +119,3 @@ def router_objects(
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(mdep, "router")}},
     }
     return [config_map, deployment, budget]
-
-
-__all__ = ["Sticky", "nginx_conf", "router_name", "router_objects"]

@@ -1,29 +1,95 @@
-"""The result of a training run: what the TrainingJob controller reads from the Pod.
+"""The contract between the operator and the training Pod: both sides import this module.
 
-`mlops train` writes :class:`TrainingResult` as compact JSON (camelCase keys, at most
-:data:`MAX_BYTES`) to the container's termination-message path, and prints a readable summary
-on stdout. The bound is kept by dropping detail (warnings, the confusion matrix, feature
-importance, ...) in a fixed order, never by cutting the JSON: the document always parses.
+- the environment `mlops train` reads (the operator's Job sets it);
+- the exit codes it ends with (the Job's podFailurePolicy reads them);
+- the result it writes as compact JSON (camelCase keys, at most :data:`MAX_BYTES`) to the
+  container's termination-message path, which the TrainingJob controller reads back. The bound
+  is kept by dropping detail (warnings, the confusion matrix, feature importance, ...) in a
+  fixed order, never by cutting the JSON: the document always parses.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from enum import IntEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from trainer.gate import GateFailure
+from mlops_operator.api.trainingjob import CompiledModel
 
+SPEC_ENV = "MLOPS_TRAININGJOB_SPEC"
+NAME_ENV = "MLOPS_TRAININGJOB_NAME"
+NAMESPACE_ENV = "MLOPS_TRAININGJOB_NAMESPACE"
+STORE_ENV = "MLOPS_MODEL_STORE"
+VERSION_ENV = "MLOPS_MODEL_VERSION"
+TERMINATION_LOG_ENV = "MLOPS_TERMINATION_LOG"
+LOG_FORMAT_ENV = "MLOPS_LOG_FORMAT"
+EXTRA_ESTIMATORS_ENV = "MLOPS_EXTRA_ESTIMATORS"
+"""Estimator import paths allowed on top of scikit-learn's, comma-separated."""
+TERMINATION_LOG = "/dev/termination-log"
 MAX_BYTES = 4096
 """The kubelet keeps at most 4096 bytes of a termination message."""
 MESSAGE_LIMIT = 600
 
 
+class ExitCode(IntEnum):
+    """The exit codes of `mlops train` (documented in docs/trainer.md)."""
+
+    OK = 0
+    INTERNAL = 1
+    INVALID_SPEC = 2
+    DATA_UNREADABLE = 3
+    DATA_MALFORMED = 4
+    MISSING_COLUMN = 5
+    EMPTY_DATASET = 6
+    ESTIMATOR_NOT_ALLOWED = 7
+    BAD_PARAMS = 8
+    TRAINING_FAILED = 9
+    QUALITY_GATE_FAILED = 10
+    PUBLISH_FAILED = 11
+    TERMINATED = 12
+
+
+NON_RETRYABLE_EXIT_CODES = (
+    ExitCode.INVALID_SPEC,
+    ExitCode.DATA_MALFORMED,
+    ExitCode.MISSING_COLUMN,
+    ExitCode.EMPTY_DATASET,
+    ExitCode.ESTIMATOR_NOT_ALLOWED,
+    ExitCode.BAD_PARAMS,
+    ExitCode.QUALITY_GATE_FAILED,
+)
+"""Exit codes no retry can fix: the Job's podFailurePolicy fails the Job at once instead of
+spending its backoffLimit. (Unreadable data, a failed fit, a failed publish and internal errors
+may be passing trouble: they are retried.)"""
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class GateFailure(_Model):
+    """One bound a model (or its data) missed."""
+
+    metric: str
+    """The metric, or ``missing:<column>`` for the data-quality bound."""
+    bound: Literal["min", "max"]
+    threshold: float
+    actual: float | None
+    """None when the run did not produce the metric."""
+    missed_by: float | None = None
+
+    def describe(self) -> str:
+        if self.actual is None:
+            return f"{self.metric} was not measured (needed {self.bound} {self.threshold:g})"
+        sign = "<" if self.bound == "min" else ">"
+        return (
+            f"{self.metric} {self.actual:.4g} {sign} {self.bound} {self.threshold:g} "
+            f"(missed by {self.missed_by:.4g})"
+        )
 
 
 class PublishedModel(_Model):
@@ -71,6 +137,8 @@ class TrainingResult(_Model):
     """The search's best estimator params (only after a search)."""
     model: PublishedModel | None = None
     """The published artifact; absent when nothing was published."""
+    onnx: CompiledModel | None = None
+    """The compiled form's check (model.onnx), or why the artifact has none."""
     gate_failures: list[GateFailure] = Field(default_factory=list)
     """Each bound of the quality gate that was missed, with by how much."""
     data: DataSummary | None = None
@@ -91,6 +159,8 @@ class TrainingResult(_Model):
         candidate.metrics = {k: _round(v) for k, v in candidate.metrics.items()}
         if candidate.importance:
             candidate.importance = {k: _round(v) for k, v in candidate.importance.items()}
+        if candidate.onnx is not None and candidate.onnx.reason:
+            candidate.onnx = _lean_onnx(candidate.onnx, 300)
         if len(candidate.message) > MESSAGE_LIMIT:
             candidate.message = candidate.message[: MESSAGE_LIMIT - 1] + "…"
         steps: list[Callable[[TrainingResult], None]] = [
@@ -105,6 +175,7 @@ class TrainingResult(_Model):
             lambda r: setattr(r, "data", None),
             lambda r: setattr(r, "best_params", None),
             lambda r: setattr(r, "message", r.message[:200]),
+            lambda r: setattr(r, "onnx", _lean_onnx(r.onnx, 80)),
         ]
         text = candidate.dump()
         for step in steps:
@@ -121,8 +192,21 @@ class TrainingResult(_Model):
             message=self.message[:200],
             model=self.model,
             score=self.score,
+            onnx=_lean_onnx(self.onnx, 0),
         )
         return minimal.dump()
+
+
+def _lean_onnx(onnx: CompiledModel | None, reason: int) -> CompiledModel | None:
+    """The check with its reason cut to ``reason`` characters (0: just whether it passed)."""
+    if onnx is None:
+        return None
+    if reason == 0:
+        return CompiledModel(verified=onnx.verified)
+    lean = onnx.model_copy()
+    if lean.reason and len(lean.reason) > reason:
+        lean.reason = lean.reason[: reason - 1] + "…"
+    return lean
 
 
 def _round(value: float | None) -> float | None:
