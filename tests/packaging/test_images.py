@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_operator.builders.job import RUN_AS, TERMINATION_MESSAGE_PATH, build_job
+from mlops_operator.api.workload import TERMINATION_LOG as TERMINATION_MESSAGE_PATH
+from mlops_operator.builders.job import build_job
+from mlops_operator.defaults import RUN_AS
 from mlops_operator.settings import OperatorSettings
 from mlops_operator.traffic.nginx import HEALTH_PATH
 from mlops_operator.traffic.router import RouterOptions, router_objects
