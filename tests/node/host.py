@@ -41,6 +41,7 @@ CGROUP = "mlops-node"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 STATE_DIR = Path(os.environ.get("MLOPS_NODE_STATE_DIR", "/run/mlops-operator"))
 GUARD = "MLOPS-NODE-GUARD"
+CNI_NETWORK = "mlops-node"  # the CNI network's name (realnode.cni_config)
 LOCK_WAIT = 120.0
 # What the kubelet (protectKernelDefaults: false) and kube-proxy write; restored afterwards.
 SYSCTLS = (
@@ -287,17 +288,25 @@ def flush_chains() -> None:
 
 
 def _our_chains(saved: str) -> tuple[dict[str, list[str]], list[tuple[str, list[str]]]]:
-    """Our chains per table, and the rules of other chains that jump to them (to delete)."""
-    ours: dict[str, list[str]] = {}
+    """Our chains per table, and the rules of other chains that jump to them (to delete).
+
+    Ours: KUBE-* (only our kubelet and kube-proxy run here: the lock), the guard, and the CNI-*
+    chains whose rules name our network (portmap's); other tools' CNI chains (podman's) stay.
+    """
+    chains: dict[str, list[str]] = {}
     rules: list[tuple[str, list[str]]] = []
     table = ""
     for line in saved.splitlines():
         if line.startswith("*"):
             table = line[1:]
         elif m := CHAIN.match(line):
-            ours.setdefault(table, []).append(m.group(1))
+            chains.setdefault(table, []).append(m.group(1))
         elif line.startswith("-A "):
             rules.append((table, shlex.split(line)))
+    ours: dict[str, list[str]] = {}
+    for t, names in chains.items():
+        cni_ours = {w[1] for tt, w in rules if tt == t and CNI_NETWORK in " ".join(w)}
+        ours[t] = [n for n in names if not n.startswith("CNI-") or n in cni_ours]
     jumps = [
         (t, ["-D", *words[1:]])
         for t, words in rules
@@ -350,9 +359,6 @@ def leftovers(root: Path | None = None) -> list[str]:
         found += [f"mount {p}" for p in _mount_points() if p.startswith(under)]
     for save in ("iptables-save", "ip6tables-save"):
         if shutil.which(save):
-            found += [
-                f"{save}: {line}"
-                for line in run(save, check=False).splitlines()
-                if CHAIN.match(line)
-            ]
+            ours, _ = _our_chains(run(save, check=False))
+            found += [f"{save}: {t} {name}" for t, names in ours.items() for name in names]
     return found

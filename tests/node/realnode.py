@@ -31,6 +31,7 @@ from .host import (
     CGROUP,
     CLUSTER_CIDR,
     CLUSTER_DNS,
+    CNI_NETWORK,
     NODE_ADDRESS,
     NODE_NAME,
     POD_SUBNET,
@@ -343,7 +344,7 @@ class RealNode:
 def cni_config() -> dict[str, Any]:
     return {
         "cniVersion": "1.0.0",
-        "name": "mlops-node",
+        "name": CNI_NETWORK,
         "plugins": [
             {
                 "type": "bridge",
