@@ -7,7 +7,8 @@ setup:
 	hack/setup.sh
 
 # Train two models, serve them behind nginx and canary the second one: on this machine.
-quickstart: setup
+quickstart:
+	hack/setup.sh quickstart
 	$(VENV)/mlops local up -f examples/quickstart --traffic 20
 
 lint: setup
@@ -45,7 +46,8 @@ test: lint typecheck binaries
 crds: setup
 	hack/sync-generated.sh
 
-bench: setup
+bench:
+	hack/setup.sh bench
 	$(VENV)/python -m benchmarks
 
 # The end-to-end quickstart on kind (needs Docker, kind, kubectl, helm; docs/install.md#kind).

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Installs everything the project needs on a fresh machine; safe to run again.
-#   .venv/            the Python environment (the package, editable, with its test extra)
-#   system packages   nginx, prometheus, wrk (Debian/Ubuntu via apt-get, when missing);
-#                     for the real test node (tests/node, Linux): iptables, conntrack, and
-#                     gcc with a static libc (its pause image) and libseccomp-dev (runc)
+# Installs what the project needs on a fresh machine; safe to run again.
+#
+#   hack/setup.sh quickstart   .venv (the package) and nginx: all `make quickstart` uses
+#   hack/setup.sh [test]       also prometheus (component tests) and, on Linux, what the real
+#                              test node needs: iptables, conntrack, gcc with a static libc
+#                              (its pause image), pkg-config and libseccomp-dev (runc)
+#   hack/setup.sh bench        also wrk (the serving benchmark)
+#
+# System packages come from apt-get when missing (Debian/Ubuntu, as root); elsewhere it says
+# what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=${1:-test}
+case "$mode" in quickstart | test | bench) ;; *) echo "usage: $0 [quickstart|test|bench]" >&2 && exit 2 ;; esac
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -14,18 +21,22 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing the package and its test extra into .venv"
+  echo "setup: installing the package and its test extra into .venv (a minute or two on a new machine)"
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet -e '.[test]'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 
 need=()
-tools=(nginx:nginx prometheus:prometheus wrk:wrk)
-if [ "$(uname -s)" = Linux ]; then
-  tools+=(iptables:iptables conntrack:conntrack gcc:gcc pkg-config:pkg-config
-    /usr/lib/x86_64-linux-gnu/libc.a:libc6-dev /usr/include/seccomp.h:libseccomp-dev)
+tools=(nginx:nginx)
+if [ "$mode" != quickstart ]; then
+  tools+=(prometheus:prometheus)
+  if [ "$(uname -s)" = Linux ]; then
+    tools+=(iptables:iptables conntrack:conntrack gcc:gcc pkg-config:pkg-config
+      /usr/lib/x86_64-linux-gnu/libc.a:libc6-dev /usr/include/seccomp.h:libseccomp-dev)
+  fi
 fi
+[ "$mode" != bench ] || tools+=(wrk:wrk)
 for tool in "${tools[@]}"; do
   have=${tool%%:*}
   if [ "${have#/}" != "$have" ]; then [ -e "$have" ] && continue; else command -v "$have" >/dev/null 2>&1 && continue; fi
@@ -33,11 +44,11 @@ for tool in "${tools[@]}"; do
 done
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "setup: installing ${need[*]} with apt-get"
+    echo "setup: installing ${need[*]} with apt-get (for $mode)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
-    echo "setup: please install ${need[*]} with your package manager (e.g. brew install nginx prometheus wrk)" >&2
+    echo "setup: $mode needs ${need[*]}: install them with your package manager (e.g. brew install ${need[*]})" >&2
     exit 1
   fi
 fi
