@@ -1,6 +1,7 @@
 """What `mlops validate` can check of a TrainingJob without a cluster, beyond its schema: the
 estimator and its parameters (with a did-you-mean), and the data when it is reachable from
-here (a local file, or a pvc:// claim under $MLOPS_PVC_ROOT). The messages are the trainer's
+here (a local file, or a pvc:// claim whose directory exists under $MLOPS_PVC_ROOT; a claim
+that is not mounted here is left to the cluster). The messages are the trainer's
 own, so `validate` says what a training run would."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from mlops_operator.api.trainingjob import TrainingJobSpec
 from model_server import store
@@ -57,8 +59,11 @@ def _data(spec: TrainingJobSpec) -> list[str]:
     if uri is None:
         return []
     try:
-        if store.local_path(uri) is None:
+        path = store.local_path(uri)
+        if path is None:
             return []  # s3://, http(s)://: checked by the training run, with its credentials
+        if uri.startswith("pvc://") and not (store.pvc_root() / urlsplit(uri).netloc).is_dir():
+            return []  # the claim is not mounted here: it is read in the cluster
         data.load(spec.dataset, spec.preprocessing.categorical_columns)
     except DataUnreadableError as error:
         return [f"spec.dataset.uri: {error}"]

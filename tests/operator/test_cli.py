@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -106,3 +107,14 @@ def test_validate_words_an_unknown_field_as_the_api_server_does(tmp_path: Path) 
     result = CliRunner().invoke(main, ["validate", "-f", str(manifest)])
     assert result.exit_code == 1
     assert 'unknown field "spec.preprocessing.scalling"' in result.output
+
+
+def test_validate_leaves_an_unmounted_claim_to_the_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_PVC_ROOT", str(tmp_path / "pvc"))
+    assert validate_one(tmp_path, DATA="pvc://mlops-data/churn.csv")[0] == 0
+    (tmp_path / "pvc" / "mlops-data").mkdir(parents=True)  # mounted here, without the file
+    code, out = validate_one(tmp_path, DATA="pvc://mlops-data/churn.csv")
+    assert code == 1
+    assert "looked at" in out
