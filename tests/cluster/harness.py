@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "k8s" / "build.sh"
 FAKE_NODE = "kwok-node-0"
 T = TypeVar("T")
+CRD_NAMES = ("trainingjobs.mlops.dev", "modeldeployments.mlops.dev")
 
 
 @dataclass
@@ -51,6 +52,27 @@ class Cluster:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
         return result
+
+    def adopt_crds(self, release: str, namespace: str) -> None:
+        """Lets a Helm release take over the CRDs earlier tests applied with kubectl (the
+        labels and annotations docs/install.md names)."""
+        ext = client.ApiextensionsV1Api(self.api)
+        for name in CRD_NAMES:
+            try:
+                ext.read_custom_resource_definition(name)
+            except client.ApiException as error:
+                if error.status == 404:
+                    continue
+                raise
+            self.kubectl("label", "crd", name, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+            self.kubectl(
+                "annotate",
+                "crd",
+                name,
+                f"meta.helm.sh/release-name={release}",
+                f"meta.helm.sh/release-namespace={namespace}",
+                "--overwrite",
+            )
 
     def apply(self, *manifests: Mapping[str, Any], namespace: str | None = None) -> str:
         """Applies manifests with kubectl (server-side) as the admin; returns kubectl's output."""

@@ -22,12 +22,11 @@ from kubernetes import client
 from tests.corpus import ROOT
 from tests.packaging.tools import CHART, helm_env
 
-from .harness import Cluster, wait_for
+from .harness import CRD_NAMES, Cluster, wait_for
 from .operator_runner import OperatorProcess
 
 RELEASE = "helm-test"
 FULLNAME = f"{RELEASE}-mlops-operator"
-CRD_NAMES = ("trainingjobs.mlops.dev", "modeldeployments.mlops.dev")
 
 
 @dataclass
@@ -53,32 +52,11 @@ class Release:
         return [doc for doc in yaml.safe_load_all(manifest) if doc]
 
 
-def adopt_existing_crds(cluster: Cluster, namespace: str) -> None:
-    """Lets helm take over CRDs another test applied with kubectl (as docs/install.md says)."""
-    ext = client.ApiextensionsV1Api(cluster.api)
-    for name in CRD_NAMES:
-        try:
-            ext.read_custom_resource_definition(name)
-        except client.ApiException as error:
-            if error.status == 404:
-                continue
-            raise
-        cluster.kubectl("label", "crd", name, "app.kubernetes.io/managed-by=Helm", "--overwrite")
-        cluster.kubectl(
-            "annotate",
-            "crd",
-            name,
-            f"meta.helm.sh/release-name={RELEASE}",
-            f"meta.helm.sh/release-namespace={namespace}",
-            "--overwrite",
-        )
-
-
 @pytest.fixture(scope="module")
 def release(cluster: Cluster) -> Iterator[Release]:
     namespace = f"helm-{uuid.uuid4().hex[:8]}"
     cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    adopt_existing_crds(cluster, namespace)
+    cluster.adopt_crds(RELEASE, namespace)
     installed = Release(cluster, namespace)
     installed.helm("install", RELEASE, str(CHART), "--set=image.tag=test")
     yield installed

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.cluster.harness import REPO, Cluster
+from tests.cluster.harness import CRD_NAMES, REPO, Cluster
 from tests.packaging.tools import helm_env
 
 from .realnode import RealNode, pod_logs, project_images
@@ -28,7 +28,6 @@ from .realnode import RealNode, pod_logs, project_images
 STEPS = REPO / "hack" / "quickstart.sh"
 RELEASE = "node-e2e"
 FULLNAME = f"{RELEASE}-mlops-operator"
-CRD_NAMES = ("trainingjobs.mlops.dev", "modeldeployments.mlops.dev")
 TRACEBACK = re.compile(r"^Traceback \(most recent call last\)", re.MULTILINE)
 
 
@@ -121,7 +120,7 @@ def quickstart(cluster: Cluster, node: RealNode) -> Iterator[Quickstart]:
     found = Quickstart(
         cluster, node, f"mlops-e2e-{suffix}", f"quickstart-{suffix}", images.project, images.router
     )
-    adopt_crds(cluster, found.namespace)
+    cluster.adopt_crds(RELEASE, found.namespace)
     cluster.kubectl("create", "namespace", found.watch)
     yield found
     found.collect_logs()
@@ -130,27 +129,6 @@ def quickstart(cluster: Cluster, node: RealNode) -> Iterator[Quickstart]:
         "\n".join(f"{s}: {t}s" for s, t in found.timings.items()) + "\n"
     )
     cluster.kubectl("delete", "namespace", found.watch, "--wait=false", check=False)
-
-
-def adopt_crds(cluster: Cluster, namespace: str) -> None:
-    """Lets this release take over CRDs earlier tests installed (as docs/install.md says)."""
-    ext = client.ApiextensionsV1Api(cluster.api)
-    for name in CRD_NAMES:
-        try:
-            ext.read_custom_resource_definition(name)
-        except client.ApiException as error:
-            if error.status == 404:
-                continue
-            raise
-        cluster.kubectl("label", "crd", name, "app.kubernetes.io/managed-by=Helm", "--overwrite")
-        cluster.kubectl(
-            "annotate",
-            "crd",
-            name,
-            f"meta.helm.sh/release-name={RELEASE}",
-            f"meta.helm.sh/release-namespace={namespace}",
-            "--overwrite",
-        )
 
 
 def ready(pod: client.V1Pod) -> bool:
