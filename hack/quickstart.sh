@@ -20,7 +20,8 @@
 # Environment: KUBECTL (kubectl) and HELM (helm), with their flags (context, kubeconfig);
 # NAMESPACE of the operator (mlops-system); WATCH, the examples' namespace (default); RELEASE
 # (mlops-operator); IMAGE (mlops-operator:<appVersion>); PULL_POLICY (IfNotPresent);
-# ROUTER_IMAGE (empty: the operator's default); TIMEOUT (15m).
+# ROUTER_IMAGE (empty: the operator's default); TIMEOUT (15m); VALUES, more helm flags for
+# install and upgrade, one a line (e.g. --set-json=networkPolicy.prometheus.podSelector={...}).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +44,7 @@ helm_values() {
     --set "image.pullPolicy=$PULL_POLICY" --set-json "operator.watchNamespaces=[\"$WATCH\"]")
   [ -z "$ROUTER_IMAGE" ] || values+=(--set "operator.routerImage=$ROUTER_IMAGE")
   printf '%s\n' "${values[@]}"
+  [ -z "${VALUES:-}" ] || printf '%s\n' "$VALUES"
 }
 
 install() {
@@ -89,20 +91,25 @@ serving() {
 }
 
 # A Pod of the project image: rows of the dataset, each answer followed by its ground truth
-# (POST .../feedback, to the variant that answered), until deleted.
+# (POST .../feedback, with the token of the Secret <ModelDeployment>-feedback that the model
+# servers ask for; the router finds the variant that answered), until deleted.
 load() { # load <pod> <ModelDeployment> <dataset>
-  local pod=$1 mdep=$2 dataset=$3 url
+  local pod=$1 mdep=$2 dataset=$3 url token
   step "send predictions with feedback to $mdep (Pod $pod)"
   url=$(k get mdep "$mdep" -o jsonpath='{.status.url}')
+  # The token reaches the Pod from the Secret, as it would reach a labelling job.
+  token='{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "'"$mdep"'-feedback", "key": "token"}}}'
   k delete pod "$pod" --ignore-not-found --wait
   k run "$pod" --image="$IMAGE" --image-pull-policy="$PULL_POLICY" --restart=Never \
-    --labels="app=$pod" --env="URL=$url" --env="DATASET=$dataset" \
+    --labels="app=$pod" --env="URL=$url" --env="DATASET=$dataset" --override-type=strategic \
+    --overrides='{"spec": {"containers": [{"name": "'"$pod"'", "env": ['"$token"']}]}}' \
     --command -- python -c '
 import json, os, time, urllib.request
 from sklearn import datasets
 data = getattr(datasets, "load_" + os.environ["DATASET"])()
 rows, truths = data.data[:64].tolist(), data.target[:64].tolist()
 url, sent, failed = os.environ["URL"], 0, 0
+token = {"Authorization": "Bearer " + os.environ["TOKEN"]}
 def post(path, body, headers={}):
     request = urllib.request.Request(url + path, json.dumps(body).encode(),
                                      {"Content-Type": "application/json", **headers})
@@ -112,9 +119,8 @@ while True:
     row, truth = rows[sent % len(rows)], truths[sent % len(rows)]
     body = {"inputs": [{"name": "x", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
     try:
-        headers, answer = post("/infer", body)
-        variant = headers.get("x-mlops-served-by", "")
-        post("/feedback", {"id": answer["id"], "truth": [truth]}, {"x-mlops-variant": variant})
+        _, answer = post("/infer", body)
+        post("/feedback", {"id": answer["id"], "truth": [truth]}, token)
     except Exception as error:
         failed += 1
         print("request failed:", error, flush=True)
@@ -129,7 +135,8 @@ while True:
 promoted() {
   step "wait for the canary to be promoted"
   k wait --for=jsonpath='{.status.phase}'=Promoted mdep/cancer --timeout "$TIMEOUT"
-  k wait --for=condition=Progressing=false mdep/cancer --timeout 1m
+  step "wait for the promotion's hand-off: the stable servers take the promoted model, the canary's go"
+  k wait --for=condition=Progressing=false mdep/cancer --timeout 5m
   k get mdep cancer
 }
 

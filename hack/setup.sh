@@ -2,8 +2,10 @@
 # Installs what the project needs on a fresh machine; safe to run again.
 #
 #   hack/setup.sh quickstart   .venv (the package) and nginx: all `make quickstart` uses
-#   hack/setup.sh [test]       also prometheus (component tests) and, on Linux, what the real
-#                              test node needs: iptables, conntrack, gcc with a static libc
+#   hack/setup.sh [test]       also prometheus and chromium (component tests), the MLflow
+#                              server in .venv-mlflow (hack/mlflow-server.txt) and, on Linux,
+#                              what the real test node needs: iptables, conntrack, ipset (its
+#                              NetworkPolicy enforcer, kube-router), gcc with a static libc
 #                              (its pause image), pkg-config and libseccomp-dev (runc)
 #   hack/setup.sh bench        also wrk (the serving benchmark)
 #
@@ -30,9 +32,9 @@ fi
 need=()
 tools=(nginx:nginx)
 if [ "$mode" != quickstart ]; then
-  tools+=(prometheus:prometheus)
+  tools+=(prometheus:prometheus tmux:tmux chromium:chromium)
   if [ "$(uname -s)" = Linux ]; then
-    tools+=(iptables:iptables conntrack:conntrack gcc:gcc pkg-config:pkg-config
+    tools+=(iptables:iptables conntrack:conntrack ipset:ipset gcc:gcc pkg-config:pkg-config
       /usr/lib/x86_64-linux-gnu/libc.a:libc6-dev /usr/include/seccomp.h:libseccomp-dev)
   fi
 fi
@@ -53,3 +55,15 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# The MLflow tracking server of the component tests: full mlflow caps pyarrow below ours, so
+# it gets a venv of its own (the project's .venv has only the client, mlflow-skinny).
+if [ "$mode" != quickstart ]; then
+  mlflow_stamp=.venv-mlflow/.installed-$(sha256sum hack/mlflow-server.txt | cut -c1-16)
+  if [ ! -f "$mlflow_stamp" ]; then
+    echo "setup: installing the MLflow tracking server into .venv-mlflow (tests only)"
+    [ -x .venv-mlflow/bin/python ] || "$PYTHON" -m venv .venv-mlflow
+    .venv-mlflow/bin/pip install --quiet --upgrade pip
+    .venv-mlflow/bin/pip install --quiet -r hack/mlflow-server.txt
+    rm -f .venv-mlflow/.installed-* && touch "$mlflow_stamp"
+  fi
+fi

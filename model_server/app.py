@@ -8,6 +8,7 @@ workload (see docs/model-server.md). Errors are mapped to responses in one place
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import signal
@@ -19,13 +20,16 @@ from typing import Any
 
 import orjson
 
+from model_server.connections import Guard, Limits
 from model_server.dataplane import DataPlane
 from model_server.errors import (
+    Forbidden,
     InvalidInput,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     ServerError,
+    Unauthorized,
 )
 from model_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from model_server.settings import ServerSettings
@@ -95,8 +99,22 @@ class App:
         self.settings = settings
         self.load_before_serving = load_before_serving
         self.data_plane = data_plane
+        self.connection_guard = Guard(
+            Limits(settings.header_timeout, settings.body_timeout, settings.max_connections),
+            data_plane.events,
+        )
+        """What the HTTP protocol (model_server.connections) enforces and counts."""
         self.on_fatal = on_fatal or _terminate_self
         self.routes = self._route_table()
+        self.metrics_routes = [r for r in self.routes if r.name == "/metrics"]
+        if settings.metrics_port >= 0:
+            self.routes = [r for r in self.routes if r.name != "/metrics"]
+        self.closing = False
+        """Draining: every response says Connection: close, so clients leave by themselves."""
+        self.metrics_socket_port: int | None = None
+        """The port /metrics alone is served on, once bound (None: served on --port)."""
+        token = settings.feedback_token
+        self._feedback_token = token.get_secret_value().encode() if token is not None else None
         self._openapi: bytes | None = None
         self._load_task: asyncio.Task[bool] | None = None
         self._grpc: Any = None
@@ -114,6 +132,8 @@ class App:
             ("GET", "/v2/models/{name}/versions/{version}", self.model_metadata),
             ("GET", "/v2/models/{name}/ready", self.model_ready),
             ("GET", "/v2/models/{name}/versions/{version}/ready", self.model_ready),
+            ("POST", "/v2/models/{name}/explain", self.explain),
+            ("POST", "/v2/models/{name}/versions/{version}/explain", self.explain),
             ("POST", "/v2/models/{name}/feedback", self.feedback),
             ("POST", "/v2/models/{name}/versions/{version}/feedback", self.feedback),
             ("GET", "/metrics", self.metrics),
@@ -133,33 +153,33 @@ class App:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            route, params = self._route(scope["method"], scope["path"])
+            routes = self.routes
+            if (
+                self.metrics_socket_port is not None
+                and scope["server"][1] == self.metrics_socket_port
+            ):
+                routes = self.metrics_routes
+            route, params = self._route(scope["method"], scope["path"], routes)
             status, body, content_type = await route.handler(
                 Request(scope["method"], params, scope, receive)
             )
         except ServerError as error:
             status, body, content_type = _json(error.status_code, {"error": error.message})
         except Exception as error:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            self.data_plane.internal_error(error, f"{scope['method']} {scope['path']}")
             status, body, content_type = _json(
                 500, {"error": f"internal error: {type(error).__name__}"}
             )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", content_type),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        if self.closing:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+    def _route(self, method: str, path: str, routes: list[Route]) -> tuple[Route, dict[str, str]]:
         parts = path.rstrip("/").split("/")[1:] if path != "/" else []
         allowed = []
-        for route in self.routes:
+        for route in routes:
             params = route.match(parts)
             if params is None:
                 continue
@@ -201,10 +221,11 @@ class App:
 
     async def infer(self, request: Request) -> Response:
         start = time.perf_counter()
+        source = self.data_plane.provenance.of_headers(request.scope["headers"])
         try:
             body = await self._body(request)
         except ServerError as error:
-            self.data_plane.rejected(error, start)
+            self.data_plane.rejected(error, start, source)
             raise
         name, version = request.params["name"], request.params.get("version")
         header_length = None
@@ -214,9 +235,10 @@ class App:
                     header_length = int(value)
                 except ValueError:
                     invalid = InvalidInput("invalid Inference-Header-Content-Length header", "http")
-                    self.data_plane.rejected(invalid, start)
+                    self.data_plane.rejected(invalid, start, source)
                     raise invalid from None
-        return 200, await self.data_plane.infer(name, version, body, header_length), JSON
+        answer = await self.data_plane.infer(name, version, body, header_length, source)
+        return 200, answer, JSON
 
     async def live(self, request: Request) -> Response:
         return _json(200, {"live": self.data_plane.live()})
@@ -237,10 +259,35 @@ class App:
         ready = self.data_plane.model_ready(name, request.params.get("version"))
         return _json(200 if ready else 503, {"name": name, "ready": ready})
 
-    async def feedback(self, request: Request) -> Response:
+    async def explain(self, request: Request) -> Response:
         body = await self._body(request)
         params = request.params
-        return 200, self.data_plane.feedback(params["name"], params.get("version"), body), JSON
+        return 200, await self.data_plane.explain(params["name"], params.get("version"), body), JSON
+
+    async def feedback(self, request: Request) -> Response:
+        headers = request.scope["headers"]
+        self._authorize_feedback(headers)
+        body = await self._body(request)
+        params = request.params
+        source = self.data_plane.provenance.of_headers(headers)
+        answer = self.data_plane.feedback(params["name"], params.get("version"), body, source)
+        return 200, answer, JSON
+
+    def _authorize_feedback(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Feedback steers rollouts: with a token set, only its holders may give it."""
+        if self._feedback_token is None:
+            return
+        presented = next((value for key, value in headers if key == b"authorization"), None)
+        if presented is None:
+            raise Unauthorized(
+                "feedback needs 'Authorization: Bearer <token>' (the token is in the "
+                "ModelDeployment's Secret <name>-feedback, key token)"
+            )
+        scheme, _, token = presented.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(
+            token.strip(), self._feedback_token
+        ):
+            raise Forbidden("the feedback token is not this model's")
 
     async def metrics(self, request: Request) -> Response:
         return 200, self.data_plane.metrics_exposition(), METRICS_CONTENT_TYPE.encode()
@@ -249,6 +296,11 @@ class App:
         if self._openapi is None:
             self._openapi = openapi_document()
         return 200, self._openapi, JSON
+
+    def drain(self) -> None:
+        """Stop being ready; tell every client to close its connection after its answer."""
+        self.closing = True
+        self.data_plane.draining()
 
     # lifespan --------------------------------------------------------------------------------
 

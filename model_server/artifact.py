@@ -30,7 +30,8 @@ DIGEST_FILE = "digest"
 DIGESTED_FILES = (METADATA_FILE, MODEL_FILE)
 OPTIONAL_DIGESTED_FILES = (ONNX_FILE,)
 """Digested when present: an artifact without them has the digest it always had."""
-DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
+"""Use with fullmatch: ``$`` would also match before a trailing newline."""
 FORMAT = "mlops.dev/artifact/v1"
 
 

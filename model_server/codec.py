@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 
 from model_server.errors import InvalidInput
+from model_server.metric_names import DIRECT
 from model_server.model import LoadedModel
 from model_server.protocol import DATATYPES
 
@@ -36,6 +37,8 @@ class Decoded:
     rows: int
     want_predict: bool
     want_proba: bool
+    source: str = DIRECT
+    """Where the request came from (model_server.provenance): its agreement's label."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +77,9 @@ def feature_specs(model: LoadedModel) -> list[FeatureSpec]:
 class Decoder:
     """Turns request bodies into :class:`Decoded` for one model."""
 
-    def __init__(self, model: LoadedModel, max_rows: int) -> None:
+    def __init__(self, model: LoadedModel, max_rows: int, max_id_length: int = 256) -> None:
         self.model = model
+        self.max_id_length = max_id_length
         self.specs = feature_specs(model)
         self.index = {spec.name: i for i, spec in enumerate(self.specs)}
         self.max_rows = max_rows
@@ -139,6 +143,12 @@ class Decoder:
     def _decoded(
         self, request_id: str, want_predict: bool, want_proba: bool, tensors: list[Tensor]
     ) -> Decoded:
+        if len(request_id) > self.max_id_length:
+            raise InvalidInput(
+                f"'id' has {len(request_id)} characters; at most {self.max_id_length} are "
+                "accepted (the server remembers recent ids for feedback)",
+                "schema",
+            )
         if len(tensors) == 1 and tensors[0][0] not in self.index:
             columns, rows = self._from_matrix(*tensors[0])
         else:

@@ -39,6 +39,31 @@ class ModelNotFound(NotFound):
         super().__init__(f"{what} is not served here")
 
 
+class Unauthorized(ServerError):
+    status_code = 401
+    reason = "unauthorized"
+
+
+class Forbidden(ServerError):
+    status_code = 403
+    reason = "forbidden"
+
+
+class Conflict(ServerError):
+    status_code = 409
+    reason = "conflict"
+
+
+class ExplainDisabled(NotFound):
+    reason = "explain_disabled"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"explanations are not switched on for model {name!r} (mlops serve --explain; "
+            "in a ModelDeployment: explain.enabled on the variant)"
+        )
+
+
 class MethodNotAllowed(ServerError):
     status_code = 405
     reason = "method"

@@ -7,7 +7,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from model_server.errors import InvalidInput, NotFound
+from model_server.errors import Conflict, InvalidInput, NotFound
+
+CONFLICTED: list[Any] = []
+"""Remembered in place of the predictions of an id two requests gave different answers to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,11 @@ class FeedbackStore:
             old = self._entries.pop(request_id, None)
             if old is not None:
                 self._rows -= len(old)
+                if old != predictions:
+                    # Ids are the client's: a second request reusing one must not swap the
+                    # prediction another client's feedback will be compared with (a retry of
+                    # the same request predicts the same and changes nothing).
+                    predictions = CONFLICTED
             self._entries[request_id] = predictions
             self._rows += len(predictions)
             while len(self._entries) > self.capacity or self._rows > self.max_rows:
@@ -63,6 +71,11 @@ class FeedbackStore:
                     f"no remembered prediction for request id {request_id!r}: unknown, already "
                     f"given feedback, or older than the last {self.capacity} requests"
                 )
+            if predictions is CONFLICTED:
+                raise Conflict(
+                    f"request id {request_id!r} was used by requests with different predictions: "
+                    "its feedback cannot be attributed and is refused (use unique ids)"
+                )
             if len(truth) != len(predictions):
                 raise InvalidInput(
                     f"request {request_id!r} had {len(predictions)} rows; feedback has "
@@ -71,7 +84,9 @@ class FeedbackStore:
                 )
             if self.classification:
                 self._check_classes(truth)
-                correct = sum(1 for p, t in zip(predictions, truth, strict=True) if _same(p, t))
+                correct = sum(
+                    1 for p, t in zip(predictions, truth, strict=True) if same_label(p, t)
+                )
                 outcome = Outcome(correct, len(truth) - correct, None)
                 self.correct += outcome.correct
                 self.incorrect += outcome.incorrect
@@ -93,7 +108,7 @@ class FeedbackStore:
         if not self.classes:
             return
         for value in truth:
-            if not any(_same(known, value) for known in self.classes):
+            if not any(same_label(known, value) for known in self.classes):
                 shown = ", ".join(repr(c) for c in self.classes[:20])
                 raise InvalidInput(
                     f"feedback truth {value!r} is not a class of this model (classes: {shown})",
@@ -105,7 +120,7 @@ class FeedbackStore:
         return self.correct / total if total else None
 
 
-def _same(prediction: Any, truth: Any) -> bool:
+def same_label(prediction: Any, truth: Any) -> bool:
     if prediction == truth:
         return True
     return str(prediction) == str(truth)  # "1" from a client for class 1, and the like

@@ -104,7 +104,17 @@ class InferenceService:
             request.model_version or None,
             lambda decoder: decoder.decode_tensors(request.id, tensors_of(request), outputs),
             encode,
+            self.data_plane.provenance.of_headers(_metadata(context)),
         )
+
+
+def _metadata(context: Context) -> list[tuple[bytes, bytes]]:
+    """The call's metadata as (name, value) bytes (binary -bin values are left out)."""
+    return [
+        (str(key).encode(), value.encode())
+        for key, value in context.invocation_metadata() or ()
+        if isinstance(value, str)
+    ]
 
 
 def tensors_of(request: pb.ModelInferRequest) -> list[Tensor]:

@@ -47,6 +47,7 @@ PREDICT_BUCKETS = (
     1.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+AGREEMENT_OUTCOMES = ("agree", "disagree", "skipped")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -68,14 +69,16 @@ class Metrics:
         labels = ["model", "variant"]
         self.requests = Counter(
             metric_names.REQUESTS,
-            "Inference requests answered, by HTTP status code.",
-            [*labels, "code"],
+            "Inference requests answered, by HTTP status code and source (router: proved to "
+            "come through the builtin router; direct: any other).",
+            [*labels, "code", metric_names.SOURCE],
             registry=self.registry,
         )
         self.duration = Histogram(
             metric_names.REQUEST_DURATION,
-            "Inference request latency in the server, from the full body to the response.",
-            labels,
+            "Inference request latency in the server, from the full body to the response, by "
+            "source.",
+            [*labels, metric_names.SOURCE],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -101,8 +104,8 @@ class Metrics:
         self.feedback = Counter(
             metric_names.FEEDBACK,
             "Rows with ground truth received through feedback, by outcome "
-            "(correct|incorrect for classifiers, observed for regressors).",
-            [*labels, "outcome"],
+            "(correct|incorrect for classifiers, observed for regressors) and source.",
+            [*labels, "outcome", metric_names.SOURCE],
             registry=self.registry,
         )
         self.feedback_abs_error = Counter(
@@ -110,6 +113,15 @@ class Metrics:
             "Sum of absolute errors of regression rows with feedback (divide by "
             'mlops_feedback_total{outcome="observed"} for the online MAE).',
             labels,
+            registry=self.registry,
+        )
+        self.agreement = Counter(
+            metric_names.AGREEMENT,
+            "Predicted rows compared with the reference model's prediction of the same input "
+            "(strategy shadow: the stable model's), by outcome: agree, disagree, or skipped "
+            "(not compared: the comparison queue was full or the reference refused the input), "
+            "and source.",
+            [*labels, "outcome", metric_names.SOURCE],
             registry=self.registry,
         )
         self.model_info = Gauge(
@@ -131,15 +143,37 @@ class Metrics:
             buckets=PREDICT_BUCKETS,
             registry=self.registry,
         )
+        self.explain_duration = Histogram(
+            "mlops_explain_duration_seconds",
+            "Time to explain one explain request (all its rows), by explainer.",
+            [*labels, "explainer"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.explained_rows = Counter(
+            "mlops_explained_rows",
+            "Rows explained, by explainer.",
+            [*labels, "explainer"],
+            registry=self.registry,
+        )
+        self.explain_evaluations = Counter(
+            "mlops_explain_model_evaluations",
+            "Model evaluations the explanations cost (rows for the exact explainers; the "
+            "sample budget per row for the permutation explainer), by explainer.",
+            [*labels, "explainer"],
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "mlops_model_ready",
             "1 when the model is loaded and the server answers inference requests.",
             labels,
             registry=self.registry,
         )
-        self._duration = self.duration.labels(model, variant)
+        self._durations = {
+            source: self.duration.labels(model, variant, source) for source in metric_names.SOURCES
+        }
         self._batch_size = self.batch_size.labels(model, variant)
-        self._codes: dict[int, Counter] = {}
+        self._codes: dict[tuple[int, str], Counter] = {}
         self._errors: dict[str, Counter] = {}
         self._classes: dict[str, Counter] = {}
         self.ready.labels(model, variant).set(0)
@@ -151,18 +185,26 @@ class Metrics:
     def predict_took(self, seconds: float) -> None:
         self._predict_duration.observe(seconds)
 
+    def explained(self, explainer: str, rows: int, evaluations: int, seconds: float) -> None:
+        labels = (self.model, self.variant, explainer)
+        self.explain_duration.labels(*labels).observe(seconds)
+        self.explained_rows.labels(*labels).inc(rows)
+        self.explain_evaluations.labels(*labels).inc(evaluations)
+
     def add_collector(self, collect: Callable[[], Iterable[Metric]]) -> None:
         self.registry.register(_Callback(collect))
 
     def gauge_family(self, name: str, documentation: str, extra: list[str]) -> GaugeMetricFamily:
         return GaugeMetricFamily(name, documentation, labels=["model", "variant", *extra])
 
-    def request(self, code: int, seconds: float) -> None:
-        counter = self._codes.get(code)
+    def request(self, code: int, seconds: float, source: str = metric_names.DIRECT) -> None:
+        counter = self._codes.get((code, source))
         if counter is None:
-            counter = self._codes[code] = self.requests.labels(self.model, self.variant, str(code))
+            counter = self._codes[code, source] = self.requests.labels(
+                self.model, self.variant, str(code), source
+            )
         counter.inc()
-        self._duration.observe(seconds)
+        self._durations[source].observe(seconds)
 
     def input_error(self, reason: str) -> None:
         counter = self._errors.get(reason)
@@ -182,6 +224,17 @@ class Metrics:
                 self.model, self.variant, label
             )
         counter.inc(count)
+
+    def comparing(self) -> None:
+        """A reference model is compared with: every outcome's series exists from zero (so
+        Prometheus' increase() counts the first rows too)."""
+        for outcome in AGREEMENT_OUTCOMES:
+            for source in metric_names.SOURCES:
+                self.agreement.labels(self.model, self.variant, outcome, source)
+
+    def compared(self, outcome: str, rows: int, source: str = metric_names.DIRECT) -> None:
+        if rows:
+            self.agreement.labels(self.model, self.variant, outcome, source).inc(rows)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

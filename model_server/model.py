@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import tempfile
@@ -54,6 +55,8 @@ class LoadedModel:
     feature_dtypes: list[np.dtype[Any]] = field(init=False)
     classes: list[Any] | None = field(init=False)
     has_proba: bool = field(init=False)
+    explainer: Any = None
+    """A :class:`model_server.explain.Explainer` when explanations are on."""
 
     def __post_init__(self) -> None:
         self.feature_names = [f.name for f in self.metadata.features]
@@ -98,6 +101,9 @@ class RuntimeOptions:
     runtime: str = "auto"
     intra_op_threads: int = 1
     inter_op_threads: int = 1
+    explain: bool = False
+    """Also build an explainer (on the scikit-learn Pipeline, loaded even when onnx serves)."""
+    explain_samples: int = 200
 
 
 def load(
@@ -116,12 +122,36 @@ def load(
     options = options or RuntimeOptions()
     if options.runtime not in RUNTIMES:
         raise ModelLoadError(f"unknown runtime {options.runtime!r}; one of {list(RUNTIMES)}")
-    if not artifact.DIGEST_PATTERN.match(digest):
-        raise ModelLoadError(f"the pinned digest {digest!r} is not of the form sha256:<64 hex>")
-    try:
-        directory = store.fetch_directory(uri, Path(tempfile.mkdtemp(prefix="mlops-model-")))
-    except store.StoreError as error:
-        raise ModelLoadError(f"cannot fetch the model: {error}") from error
+    if not artifact.DIGEST_PATTERN.fullmatch(digest):
+        raise ModelLoadError(
+            f"model_digest: the pinned digest {digest!r} is not of the form sha256:<64 hex>"
+        )
+    with contextlib.ExitStack() as scratch:
+        # A remote artifact is copied to a scratch directory that goes once it is in memory;
+        # a local one is read where it is.
+        destination = None
+        try:
+            if store.local_path(uri) is None:
+                destination = Path(
+                    scratch.enter_context(tempfile.TemporaryDirectory(prefix="mlops-model-"))
+                )
+            directory = store.fetch_directory(uri, destination)
+        except store.StoreError as error:
+            raise ModelLoadError(f"cannot fetch the model: {error}") from error
+        return _load_from(
+            directory, uri, digest, name=name, allow_pickle=allow_pickle, options=options
+        )
+
+
+def _load_from(
+    directory: Path,
+    uri: str,
+    digest: str,
+    *,
+    name: str | None,
+    allow_pickle: bool,
+    options: RuntimeOptions,
+) -> LoadedModel:
     if not (directory / artifact.METADATA_FILE).is_file():
         raise ModelLoadError(f"{uri}: no {artifact.METADATA_FILE} in the artifact")
     skops_file = (directory / artifact.MODEL_FILE).is_file()
@@ -136,16 +166,15 @@ def load(
         metadata = artifact.read_metadata(directory)
     except ValueError as error:
         raise ModelLoadError(f"{uri}: invalid {artifact.METADATA_FILE}: {error}") from error
-    runtime: runtimes.Runtime
-    if skops_file and _use_onnx(directory, metadata, options.runtime, uri):
-        runtime = _load_onnx(directory / artifact.ONNX_FILE, metadata, options)
+    if skops_file:
+        runtime, estimator = _skops_runtime(directory, metadata, options, uri)
+    elif options.runtime == "onnx":  # a pickle's digest does not cover model.onnx
+        raise ModelLoadError(f"{uri}: --runtime onnx needs a model.skops artifact")
     else:
-        if skops_file:
-            estimator = _load_skops(directory / artifact.MODEL_FILE)
-        elif options.runtime == "onnx":  # a pickle's digest does not cover model.onnx
-            raise ModelLoadError(f"{uri}: --runtime onnx needs a model.skops artifact")
         runtime = runtimes.SklearnRuntime(estimator, [f.name for f in metadata.features])
     model = LoadedModel(runtime, metadata, name or metadata.name, digest)
+    if options.explain:
+        model.explainer = _explainer(estimator, metadata, options.explain_samples, uri)
     log.info(
         "loaded model %s version %s (%s, %d features) digest %s, runtime %s",
         model.name,
@@ -156,6 +185,30 @@ def load(
         runtime.name,
     )
     return model
+
+
+def _skops_runtime(
+    directory: Path, metadata: artifact.Metadata, options: RuntimeOptions, uri: str
+) -> tuple[runtimes.Runtime, Any]:
+    """The runtime of a skops artifact, and the Pipeline when it is loaded (sklearn, explain).
+
+    With onnx serving and explanations on, the Pipeline is loaded too: onnx predicts, the
+    Pipeline explains."""
+    if _use_onnx(directory, metadata, options.runtime, uri):
+        runtime = _load_onnx(directory / artifact.ONNX_FILE, metadata, options)
+        estimator = _load_skops(directory / artifact.MODEL_FILE) if options.explain else None
+        return runtime, estimator
+    estimator = _load_skops(directory / artifact.MODEL_FILE)
+    return runtimes.SklearnRuntime(estimator, [f.name for f in metadata.features]), estimator
+
+
+def _explainer(estimator: Any, metadata: artifact.Metadata, samples: int, uri: str) -> Any:
+    from model_server.explain import Explainer, ExplainError
+
+    try:
+        return Explainer(estimator, metadata, samples=samples)
+    except ExplainError as error:
+        raise ModelLoadError(f"{uri}: --explain: {error}") from error
 
 
 def _use_onnx(directory: Path, metadata: artifact.Metadata, runtime: str, uri: str) -> bool:

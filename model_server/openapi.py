@@ -25,6 +25,7 @@ SCHEMAS: list[type[BaseModel]] = [
     protocol.InferenceResponse,
     protocol.FeedbackRequest,
     protocol.FeedbackResponse,
+    protocol.ExplainResponse,
 ]
 
 
@@ -125,6 +126,15 @@ def build() -> dict[str, Any]:
                 params=params,
             )
         }
+        paths[f"{prefix}/explain"] = {
+            "post": _operation(
+                "Per-feature attributions (shap) for each row of an inference request",
+                protocol.ExplainResponse,
+                {**bad, "404": "No such model, or explanations are not switched on."},
+                body=protocol.InferenceRequest,
+                params=params,
+            )
+        }
         paths[f"{prefix}/feedback"] = {
             "post": _operation(
                 "Ground truth for an earlier inference request (by its response id)",
@@ -143,8 +153,8 @@ def build() -> dict[str, Any]:
         "info": {
             "title": "mlops model server: Open Inference Protocol v2 (REST)",
             "version": __version__,
-            "description": "KServe/MLServer-compatible v2 inference protocol, plus feedback "
-            "and Prometheus metrics. See docs/model-server.md.",
+            "description": "KServe/MLServer-compatible v2 inference protocol, plus feedback, "
+            "explanations and Prometheus metrics. See docs/model-server.md.",
         },
         "paths": paths,
         "components": {"schemas": schemas},

@@ -136,3 +136,36 @@ class FeedbackResponse(_Model):
     absolute_error: float | None = Field(
         default=None, description="Sum of absolute errors of the rows (regressors)."
     )
+
+
+class RowExplanation(_Model):
+    output: list[float] = Field(
+        description="The model's output per target, in the space named by `output`."
+    )
+    attributions: dict[str, list[float]] = Field(
+        description="Per input feature, its contribution to each target: for every target, "
+        "expected_value + the sum over features == output."
+    )
+
+
+class ExplainResponse(_Model):
+    """The model_explain extension: shap attributions for each row of an infer request."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str
+    explainer: Literal["tree", "linear", "permutation"] = Field(
+        description="tree and linear are exact; permutation is model-agnostic, within the "
+        "server's sample budget."
+    )
+    output: Literal["probability", "margin", "prediction"] = Field(
+        description="What the attributions add up to: class probabilities, the margin "
+        "(log-odds or decision function) or the regression prediction."
+    )
+    targets: list[Any] = Field(
+        description="The output dimensions: class labels (a binary margin: the positive "
+        "class), or the regression target's name."
+    )
+    features: list[str]
+    expected_value: list[float] = Field(description="The output at the background, per target.")
+    explanations: list[RowExplanation] = Field(description="One per row, in request order.")

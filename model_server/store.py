@@ -44,6 +44,8 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     if path is not None:
         return fsspec.filesystem("file"), str(path)
     parts = urlsplit(uri)
+    if parts.scheme == "s3" and not parts.netloc:
+        raise StoreError(f"{uri!r}: an s3:// URI needs a bucket name, s3://<bucket>/<path>")
     options: dict[str, object] = {}
     if parts.scheme == "s3" and os.environ.get(S3_ENDPOINT_ENV):
         options["client_kwargs"] = {"endpoint_url": os.environ[S3_ENDPOINT_ENV]}
@@ -58,17 +60,27 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *parts])
 
 
-def fetch_directory(uri: str, destination: Path) -> Path:
-    """A local directory with the content of ``uri``: the directory itself when it is local."""
+def fetch_directory(uri: str, destination: Path | None) -> Path:
+    """A local directory with the content of ``uri``: the directory itself when it is local,
+    else ``destination`` (needed then) filled with a copy."""
     path = local_path(uri)
     if path is not None:
         if not path.is_dir():
             raise StoreError(f"{uri!r}: no such artifact directory")
         return path
+    if destination is None:
+        raise StoreError(f"{uri!r}: a remote artifact needs a directory to be copied to")
     fs, fs_path = filesystem(uri)
-    if not fs.isdir(fs_path):
-        raise StoreError(f"{uri!r}: no such artifact directory")
-    destination.mkdir(parents=True, exist_ok=True)
-    for remote in fs.ls(fs_path, detail=False):
-        fs.get(remote, str(destination / Path(remote).name))
+    try:
+        if not fs.isdir(fs_path):
+            raise StoreError(f"{uri!r}: no such artifact directory")
+        destination.mkdir(parents=True, exist_ok=True)
+        for remote in fs.ls(fs_path, detail=False):
+            fs.get(remote, str(destination / Path(remote).name))
+    except StoreError:
+        raise
+    except Exception as error:  # the object store's own errors: credentials, network, access
+        raise StoreError(
+            f"{uri!r}: cannot read the store: {type(error).__name__}: {error}"
+        ) from error
     return destination

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -143,26 +142,16 @@ def running_servers(
     import uvicorn
 
     from model_server.app import create_app
+    from model_server.server import listen, protocol_options
 
     if "grpc_port" not in settings.model_fields_set:
         settings = settings.model_copy(update={"grpc_port": -1})
     app = create_app(settings, data_plane or DataPlane(settings), on_fatal=lambda: None)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        ws="none",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=settings.graceful_timeout,
-    )
+    sockets = listen(settings.model_copy(update={"host": "127.0.0.1", "port": 0}), app)
+    port = sockets[0].getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", **protocol_options(settings))
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
@@ -175,7 +164,8 @@ def running_servers(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        sock.close()
+        for sock in sockets:
+            sock.close()
 
 
 def wait_ready(base_url: str, timeout: float = 30.0) -> None:

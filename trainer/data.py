@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -206,10 +207,16 @@ def _typed_target(y: pd.Series, task: str, source: str) -> pd.Series:
     return y.astype("float64")
 
 
-def load(spec: Dataset, categorical_columns: list[str] | None = None) -> Data:
-    """Read, select and type the data the spec names."""
+def load(
+    spec: Dataset,
+    categorical_columns: list[str] | None = None,
+    protect: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> Data:
+    """Read, select and type the data the spec names (``protect``: drop and hash first)."""
     frame, target, digest, source, task = _read(spec)
     frame.columns = [str(column) for column in frame.columns]
+    if protect is not None:
+        frame = protect(frame)
     features = spec.features or [column for column in frame.columns if column != target]
     _check_columns(frame, source, target, features, categorical_columns or [])
     labelled = frame[frame[target].notna()]

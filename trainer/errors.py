@@ -55,11 +55,47 @@ class TrainingFailedError(TrainerError):
     code, reason = ExitCode.TRAINING_FAILED, "TrainingFailed"
 
 
+class InvalidStoreError(TrainerError):
+    """The model store URI cannot name a store (no bucket or claim, an unknown scheme)."""
+
+    code, reason = ExitCode.INVALID_STORE, "InvalidStore"
+
+
 class PublishError(TrainerError):
     code, reason = ExitCode.PUBLISH_FAILED, "PublishFailed"
+
+
+class StoreUnreachableError(PublishError):
+    """The model store did not answer (connection refused, DNS, timeout): retried."""
+
+    code, reason = ExitCode.STORE_UNREACHABLE, "ModelStoreUnreachable"
+
+
+class StoreFullError(PublishError):
+    """The model store has no space (ENOSPC, a quota): retried, space may be freed."""
+
+    code, reason = ExitCode.STORE_FULL, "ModelStoreFull"
+
+
+class StoreDeniedError(PublishError):
+    """The model store refused the write (permission, read-only, credentials): not retried."""
+
+    code, reason = ExitCode.STORE_DENIED, "ModelStoreDenied"
 
 
 class TerminatedError(TrainerError):
     """SIGTERM arrived (activeDeadlineSeconds, a deleted Pod): stop and still report."""
 
     code, reason = ExitCode.TERMINATED, "Terminated"
+
+
+class PrivacyGateFailedError(TrainerError):
+    """The data holds columns that look like personal data and privacy.piiGate is fail."""
+
+    code, reason = ExitCode.PRIVACY_GATE_FAILED, "PrivacyGateFailed"
+
+
+class TrackingFailedError(TrainerError):
+    """MLflow could not be reached and tracking.required is set."""
+
+    code, reason = ExitCode.TRACKING_FAILED, "TrackingFailed"

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from mlops_operator.api.common import STORE_URI_FORMS, STORE_URI_PATTERN
 from mlops_operator.api.workload import (
     NAME_ENV,
     SPEC_ENV,
@@ -27,7 +28,7 @@ from mlops_operator.api.workload import (
     ExitCode,
     TrainingResult,
 )
-from trainer.errors import InvalidSpecError, TerminatedError, TrainerError
+from trainer.errors import InvalidSpecError, InvalidStoreError, TerminatedError, TrainerError
 from trainer.progress import Progress
 
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -83,6 +84,7 @@ def resolve_request(
     namespace: str | None,
     store: str | None,
     version: str | None,
+    worker: int = 0,
 ) -> Any:
     """The RunRequest from the flags; InvalidSpecError names what is missing or wrong."""
     from trainer.publish import new_version
@@ -106,14 +108,30 @@ def resolve_request(
         raise InvalidSpecError(
             f"no model store: give --store (or ${STORE_ENV}) or set spec.output.uri"
         )
+    if not (store.startswith("/") or re.fullmatch(STORE_URI_PATTERN, store)):
+        raise InvalidStoreError(
+            f"model store {store!r} (--store, ${STORE_ENV} or spec.output.uri): use "
+            f"{STORE_URI_FORMS}, with a claim or bucket name"
+        )
     version = version or new_version()
     if not VERSION_PATTERN.fullmatch(version):
         raise InvalidSpecError(
             f"--version {version!r}: use letters, digits, '.', '_' and '-' (at most 63, "
             "starting with a letter or digit)"
         )
+    workers = spec.search.parallelism if spec.search else 1
+    if not 0 <= worker < workers:
+        raise InvalidSpecError(
+            f"--worker-index {worker}: the search has {workers} worker(s), 0 to {workers - 1} "
+            "(search.parallelism)"
+        )
     return RunRequest(
-        spec=spec, name=name, namespace=namespace or "default", store=store, version=version
+        spec=spec,
+        name=name,
+        namespace=namespace or "default",
+        store=store,
+        version=version,
+        worker=worker,
     )
 
 
@@ -178,6 +196,7 @@ def main(
     termination_log: str | None = None,
     log_format: str = "text",
     out: TextIO | None = None,
+    worker: int = 0,
 ) -> int:
     """Run `mlops train`; the exit code."""
     out = out or sys.stdout
@@ -190,6 +209,7 @@ def main(
             namespace=namespace,
             store=store,
             version=version,
+            worker=worker,
         )
     except TrainerError as error:
         result = TrainingResult(

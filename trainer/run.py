@@ -27,9 +27,9 @@ from mlops_operator.api.workload import (
     TrainingResult,
 )
 from model_server import compile as compile_module
-from model_server.artifact import Feature, Metadata, OnnxCheck
+from model_server.artifact import Feature, OnnxCheck
 from trainer import data as data_module
-from trainer import estimators, evaluate, gate, pipeline, publish, report, search
+from trainer import estimators, evaluate, gate, pipeline, publish, report, search, trust
 from trainer.errors import (
     BadParamsError,
     EmptyDatasetError,
@@ -61,6 +61,8 @@ class RunRequest:
     namespace: str
     store: str
     version: str
+    worker: int = 0
+    """Which worker of a parallel search this process is (0 publishes)."""
 
 
 def library_versions() -> dict[str, str]:
@@ -127,11 +129,9 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
     source = spec.dataset.builtin or spec.dataset.uri
     progress(f"training {request.namespace}/{request.name} version {request.version}")
 
-    cls = estimators.resolve(spec.model.estimator)
+    cls = trust.resolve_estimator(spec)
     estimator = estimators.build(cls, spec.model.params, seed)
-    if spec.search:
-        estimators.check_param_names(cls, list(spec.search.params), "search.params")
-        search.check_scoring(spec.search.scoring or "accuracy")
+    _check_search(spec, cls)
     partial["estimator"] = spec.model.estimator
 
     data, data_report = _load(spec, cls, source, progress, partial)
@@ -141,13 +141,19 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
 
     x_train, x_test, y_train, y_test = split(data, spec.split.test_size, seed, spec.split.stratify)
     model = pipeline.build(spec.preprocessing, data.numeric, data.categorical, estimator)
-    how = (
-        f"{spec.search.strategy} search over {spec.search.cv} folds"
-        if spec.search
-        else f"{search.DEFAULT_CV}-fold cross-validation"
+    fitted = _fit(
+        request,
+        model,
+        cls,
+        task=data.task,
+        x=x_train,
+        y=y_train,
+        progress=progress,
+        partial=partial,
     )
-    progress(f"fitting {cls.__name__} on {len(x_train)} rows ({how})")
-    fitted = search.fit(model, search=spec.search, task=data.task, seed=seed, x=x_train, y=y_train)
+    if isinstance(fitted, search.WorkerDone):
+        return _worker_done(request, progress, partial, fitted)
+    partial["search"] = fitted.search
     for line in fitted.warnings:
         progress(line, level="warning")
     if fitted.best_params is not None:
@@ -189,7 +195,12 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         )
     else:
         progress(f"published without model.onnx: {compiled.check.reason}", level="warning")
-    meta = Metadata(
+    meta = trust.metadata(
+        fitted.pipeline,
+        x_test,
+        seed,
+        progress,
+        partial,
         name=request.name,
         version=request.version,
         task=data.task,
@@ -212,19 +223,17 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         importance=importance,
         spec=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
-    target = publish.artifact_uri(request.store, request.namespace, request.name, request.version)
-    progress(f"publishing to {target}")
-    model_bytes = publish.serialize(fitted.pipeline)
-    uri, digest = publish.publish(
-        request.store,
-        namespace=request.namespace,
-        name=request.name,
-        version=request.version,
-        model=model_bytes,
+    page = trust.report_page(meta, (x_test, y_test), fitted, progress)
+    artifact = publish.Artifact(
+        model=publish.serialize(fitted.pipeline),
         metadata=meta,
         onnx=compiled.model,
+        extras={trust.REPORT_FILE: page} if page is not None else {},
     )
-    progress(f"published {digest}")
+    uri, digest = _publish(request, artifact, progress, partial)
+    trust.after_publish(
+        request, meta, fitted, uri=uri, digest=digest, progress=progress, partial=partial
+    )
     return TrainingResult(
         phase="Succeeded",
         reason="Trained",
@@ -235,6 +244,87 @@ def _train(request: RunRequest, progress: Progress, partial: dict[str, Any]) -> 
         model=PublishedModel(uri=uri, digest=digest, version=request.version),
         duration_seconds=round(progress.elapsed(), 3),
         **partial,
+    )
+
+
+def _publish(
+    request: RunRequest, artifact: publish.Artifact, progress: Progress, partial: dict[str, Any]
+) -> tuple[str, str]:
+    """The artifact (and its report) published as the request's version; its (uri, digest)."""
+    target = publish.artifact_uri(request.store, request.namespace, request.name, request.version)
+    progress(f"publishing to {target}")
+    uri, digest = publish.publish(
+        request.store,
+        namespace=request.namespace,
+        name=request.name,
+        version=request.version,
+        artifact=artifact,
+    )
+    progress(f"published {digest}")
+    if trust.REPORT_FILE in artifact.extras:
+        partial["report"] = f"{uri.rstrip('/')}/{trust.REPORT_FILE}"
+        progress(f"report: {partial['report']}")
+    return uri, digest
+
+
+def _check_search(spec: TrainingJobSpec, cls: type) -> None:
+    if spec.search:
+        estimators.check_param_names(cls, list(spec.search.params), "search.params")
+        estimators.check_param_names(cls, list(spec.search.ranges or {}), "search.ranges")
+        search.check_scoring(spec.search.scoring or "accuracy")
+
+
+def _fit(
+    request: RunRequest,
+    model: Any,
+    cls: type,
+    *,
+    task: str,
+    x: pd.DataFrame,
+    y: pd.Series,
+    progress: Progress,
+    partial: dict[str, Any],
+) -> search.Fitted | search.WorkerDone:
+    """Cross-validate and fit, or search (this worker's part of it), or fit privately once."""
+    spec, seed = request.spec, request.spec.split.seed
+    if trust.private(spec):
+        return trust.private_fit(spec, model, cls, x=x, y=y, progress=progress, partial=partial)
+    how = f"{search.DEFAULT_CV}-fold cross-validation"
+    if spec.search:
+        how = f"{spec.search.strategy} search over {spec.search.cv} folds"
+        if spec.search.parallelism > 1:
+            how += f", worker {request.worker} of {spec.search.parallelism}"
+    progress(f"fitting {cls.__name__} on {len(x)} rows ({how})")
+    where = search.Where(
+        request.store, request.namespace, request.name, request.version, request.worker
+    )
+    return search.fit(
+        model, search=spec.search, task=task, seed=seed, x=x, y=y, where=where, report=progress
+    )
+
+
+def _worker_done(
+    request: RunRequest, progress: Progress, partial: dict[str, Any], done: search.WorkerDone
+) -> TrainingResult:
+    """A search worker other than 0 finished its part: worker 0 refits and publishes."""
+    status = done.search
+    message = (
+        f"search worker {done.worker} finished its part: {status.progress} trials of the study "
+        "finished; worker 0 refits the best and publishes"
+    )
+    progress(message)
+    return TrainingResult(
+        phase="Succeeded",
+        reason="Searched",
+        exit_code=int(ExitCode.OK),
+        message=message,
+        name=request.name,
+        namespace=request.namespace,
+        search=status,
+        warnings=done.warnings or None,
+        duration_seconds=round(progress.elapsed(), 3),
+        task=partial.get("task"),
+        estimator=partial.get("estimator"),
     )
 
 
@@ -260,7 +350,7 @@ def _load(
 ) -> tuple[data_module.Data, dict[str, Any]]:
     """Load the data, check it fits the estimator, and report on it."""
     progress(f"loading dataset {source}")
-    data = data_module.load(spec.dataset, spec.preprocessing.categorical_columns)
+    data = trust.load_protected(spec, progress)
     partial["task"] = data.task
     task_of_estimator = estimators.task_of(cls)
     if task_of_estimator and task_of_estimator != data.task:
@@ -273,6 +363,7 @@ def _load(
             f"dataset {source}: the target {data.target_name!r} has a single class"
         )
     data_report = report.data_report(data.frame, data.target, data.task)
+    data_report["privacy"] = trust.scan(spec, data, progress, partial)
     if data.dropped_columns:
         data_report["droppedColumns"] = data.dropped_columns
     if data.notes:

@@ -250,11 +250,16 @@ build_project() {
   if [ "$(cat "$cache/stamps/.project-deps" 2>/dev/null)" != "$deps" ]; then
     bah rmi --prune >/dev/null 2>&1 || true # the old layer cache: it cannot be reused
   fi
-  local v
+  local v previous
   mapfile -t v < <(pip_volumes)
+  previous=$(bah images -q "${ref[project]}" 2>/dev/null || true)
   (cd "$repo" && bah bud --isolation chroot --pull=never --layers "${v[@]}" \
     --build-arg PYTHON_IMAGE="${ref[base]}" --label "org.opencontainers.image.version=$version" \
     -t "${ref[project]}" .)
+  # vfs keeps a full copy of every image: the one just replaced would stay as a dangling 1.4 GB.
+  if [ -n "$previous" ] && [ "$previous" != "$(bah images -q "${ref[project]}")" ]; then
+    bah rmi "$previous" >/dev/null 2>&1 || true
+  fi
   echo "$deps" >"$cache/stamps/.project-deps"
 }
 

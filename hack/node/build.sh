@@ -8,7 +8,10 @@
 # from pipe: EOF"), so runc is built too. Beside them, images/pause.tar: the sandbox image, pause.c of
 # the k8s.io/kubernetes module pinned in hack/k8s/go.mod compiled statically with gcc, as a
 # docker-archive for `ctr images import` (named $pause_image), and images/probe.tar, the smoke
-# tests' image (probe/main.go: an HTTP server and client, a resolver, a file writer).
+# tests' image (probe/main.go: an HTTP server and client, a resolver, a file writer). And the
+# node's NetworkPolicy enforcer, kube-router (its own module, kube-router/go.mod, so its client
+# libraries never move the pins above), run as a firewall only beside the bridge CNI (it needs
+# Debian's ipset, which hack/setup.sh installs).
 #
 #   hack/node/build.sh          build when missing or when the pins changed; print the cache dir
 #   hack/node/build.sh dir      print the cache dir (no build)
@@ -24,12 +27,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 module_version() { awk -v m="$1" '$1 == m {print $2; exit}' "$here/go.mod"; }
 
 containerd_version=$(module_version github.com/containerd/containerd/v2)
-bins=(containerd containerd-shim-runc-v2 ctr runc crictl coredns)
+kube_router_version=$(awk '$1 == "github.com/cloudnativelabs/kube-router/v2" {print $2; exit}' "$here/kube-router/go.mod")
+bins=(containerd containerd-shim-runc-v2 ctr runc crictl coredns kube-router)
 plugins=(bridge host-local loopback portmap)
 pause_image=mlops-pause:3.10.2
 probe_image=mlops-probe:1
-recipe=1 # bump when the build below changes (flags, binaries)
-stamp_value=$({ echo "$recipe ${bins[*]} ${plugins[*]}" && cat "$here"/go.{mod,sum} "$here"/coredns/*.go "$here"/probe/*.go "$here"/image-archive.py \
+recipe=2 # bump when the build below changes (flags, binaries)
+stamp_value=$({ echo "$recipe ${bins[*]} ${plugins[*]}" && cat "$here"/go.{mod,sum} "$here"/kube-router/go.{mod,sum} "$here"/coredns/*.go "$here"/probe/*.go "$here"/image-archive.py \
   && grep '^	k8s.io/kubernetes ' "$here/../k8s/go.mod"; } |
   sha256sum | cut -c1-16)
 # One directory per pin set: checkouts on other pins (branches) keep theirs, no rebuild ping-pong.
@@ -47,6 +51,7 @@ ldflags() {
   printf -- '-X sigs.k8s.io/cri-tools/pkg/version.Version=%s ' "$(module_version sigs.k8s.io/cri-tools)"
   printf -- '-X github.com/coredns/coredns/coremain.GitCommit=%s ' "$(module_version github.com/coredns/coredns)"
   printf -- '-X main.version=%s ' "$(module_version github.com/opencontainers/runc)"
+  printf -- '-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=%s ' "$kube_router_version"
   printf -- '-s -w'
 }
 
@@ -91,6 +96,8 @@ build() {
   (cd "$here" && nice -n 10 go build -trimpath -ldflags "$(ldflags)" -o "$tmp/bin/" $tools ./coredns ./probe)
   (cd "$here" && CGO_ENABLED=1 nice -n 10 go build -trimpath -tags seccomp -ldflags "$(ldflags)" \
     -o "$tmp/bin/runc" github.com/opencontainers/runc)
+  (cd "$here/kube-router" && nice -n 10 go build -trimpath -ldflags "$(ldflags)" \
+    -o "$tmp/bin/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
   local p
   for p in "${plugins[@]}"; do mv "$tmp/bin/$p" "$tmp/cni/$p"; done
   pause "$tmp"

@@ -17,6 +17,7 @@ from mlops_operator.api.workload import (
     TERMINATION_LOG,
     TERMINATION_LOG_ENV,
     VERSION_ENV,
+    WORKER_INDEX_ENV,
 )
 from mlops_operator.cli_options import manifest_paths
 
@@ -171,6 +172,16 @@ def operator(
     help="Progress lines (stderr) and summary (stdout) as text or JSON lines. "
     f"[env {LOG_FORMAT_ENV}]",
 )
+@click.option(
+    "--worker-index",
+    "worker",
+    type=click.IntRange(min=0),
+    default=0,
+    envvar=WORKER_INDEX_ENV,
+    show_default=True,
+    help="Which worker of a parallel search this is (search.parallelism; 0 publishes). "
+    f"[env {WORKER_INDEX_ENV}, set by the Indexed Job]",
+)
 def train(  # noqa: PLR0917 (click passes every option)
     manifest: Path | None,
     spec_json: str | None,
@@ -180,6 +191,7 @@ def train(  # noqa: PLR0917 (click passes every option)
     version: str | None,
     termination_log: str | None,
     log_format: str,
+    worker: int,
 ) -> None:
     """Train, evaluate, gate and publish the model of a TrainingJob (docs/trainer.md)."""
     from trainer.main import main as run_train
@@ -194,12 +206,40 @@ def train(  # noqa: PLR0917 (click passes every option)
             version=version,
             termination_log=termination_log,
             log_format=log_format,
+            worker=worker,
         )
     )
 
 
+@main.command()
+@click.argument("target")
+@click.option("-n", "--namespace", default="default", show_default=True, help="With a name.")
+@click.option("--open", "open_it", is_flag=True, help="Open it in the web browser.")
+def report(target: str, namespace: str, open_it: bool) -> None:
+    """Print the path of a run's HTML report (or open it).
+
+    TARGET is the report's URI (status.report of a TrainingJob), an artifact directory
+    (file://, pvc://, s3:// or a path), or the name of a TrainingJob trained by the local
+    runner (its newest run).
+    """
+    from mlops_operator.local.home import Home, default_home
+    from mlops_operator.reports import ReportNotFound, locate
+
+    try:
+        path = locate(target, namespace, Home(default_home()).models)
+    except ReportNotFound as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(str(path))
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(path.as_uri())
+
+
+from mlops_operator import control  # noqa: E402
 from mlops_operator.local.cli import local  # noqa: E402
 from model_server.cli import serve  # noqa: E402
 
 main.add_command(local)
 main.add_command(serve)
+control.register(main)

@@ -53,6 +53,7 @@ RESOURCES = (
         columns=(
             ("Phase", "string", ".status.phase"),
             ("Estimator", "string", ".spec.model.estimator"),
+            ("Trials", "string", ".status.search.progress"),
             ("Score", "string", ".status.score"),
             ("Version", "string", ".status.model.version"),
         ),
@@ -96,7 +97,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[str
         if len(options) == 1:
             return _convert({**options[0], **rest}, defs, where)
         if sorted(option.get("type", "") for option in options) == ["integer", "string"]:
-            return {**_scalars(rest), "x-kubernetes-int-or-string": True}
+            text = next(option for option in options if option.get("type") == "string")
+            bound = {"maxLength": text["maxLength"]} if "maxLength" in text else {}
+            return {**_scalars(rest), **bound, "x-kubernetes-int-or-string": True}
         raise SchemaError(f"{where}: unions other than int-or-string are not structural")
     result = _scalars(node)
     if "const" in node:
@@ -166,8 +169,9 @@ def definition(resource: Resource) -> dict[str, Any]:
             "status": _schema(status_model, "status"),
         },
     }
-    if resource.rules:
-        root["x-kubernetes-validations"] = [rule.schema() for rule in resource.rules]
+    rules = (*resource.model.__dict__.get("rules", ()), *resource.rules)
+    if rules:
+        root["x-kubernetes-validations"] = [rule.schema() for rule in rules]
     columns = [
         {"name": name, "type": kind, "jsonPath": path} for name, kind, path in resource.columns
     ]

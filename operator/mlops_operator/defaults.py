@@ -22,3 +22,10 @@ IMAGE_PULL_POLICY: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
 PROMETHEUS_SELECTOR = 'namespace="{namespace}",model="{name}",variant="{variant}"'
 """Which Prometheus series belong to a variant; {namespace}, {name} (the ModelDeployment, which
 is the served model name) and {variant} are filled in."""
+LEASE_DURATION = 15.0
+"""Leader election (client-go's defaults): seconds a lease holds unrenewed; a standby takes
+over this long after the leader's last renewal."""
+LEASE_RENEW_DEADLINE = 10.0
+"""Seconds the leader keeps failing to renew before it stops acting (less than the duration)."""
+LEASE_RETRY = 2.0
+"""Seconds between tries to take or renew the lease."""

@@ -19,6 +19,25 @@ class ManifestError(Exception):
     """A manifest that cannot be read or is not valid; the message names the field."""
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A mapping repeats a key."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Refuses a mapping that repeats a key (YAML says keys are unique; kubectl keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                first = seen[key]
+                raise DuplicateKey(f"duplicate key {key!r} on line {line} (first on line {first})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def describe(error: ValidationError) -> str:
     """One line per problem: the field's path, then what is wrong with it."""
     problems = []
@@ -44,7 +63,7 @@ def parse(document: Any, source: str = "<manifest>") -> Resource:
         raise ManifestError(f"{source}: apiVersion {api_version!r} is not {API_VERSION}")
     name = (document.get("metadata") or {}).get("name", "?")
     try:
-        return KINDS[kind].model_validate(document)
+        return KINDS[kind].model_validate(document, strict=True)
     except ValidationError as error:
         raise ManifestError(f"{source}: {kind} {name}: {describe(error)}") from None
 
@@ -52,7 +71,8 @@ def parse(document: Any, source: str = "<manifest>") -> Resource:
 def documents(path: Path) -> Iterator[Any]:
     try:
         text = path.read_text()
-        yield from (doc for doc in yaml.safe_load_all(text) if doc is not None)
+        loaded = yaml.load_all(text, Loader=_UniqueKeyLoader)
+        yield from (doc for doc in loaded if doc is not None)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ManifestError(f"{path}: cannot read manifest: {error}") from None
 

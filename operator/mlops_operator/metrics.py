@@ -27,6 +27,18 @@ RECONCILE_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
+API_REQUESTS = Counter(
+    "mlops_api_requests_total",
+    "Requests the controllers sent to the Kubernetes API, by verb and resource (kopf's own "
+    "watches, annotation patches and Events are not counted).",
+    ["verb", "resource"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "mlops_operator_leader",
+    "1 while this replica holds the leader-election Lease and acts, 0 while it waits.",
+    registry=REGISTRY,
+)
 TRAININGJOB_TRANSITIONS = Counter(
     "mlops_trainingjob_transitions_total",
     "TrainingJob phase changes by the new phase and its reason.",
@@ -72,5 +84,17 @@ ROLLOUT_TRANSITIONS = Counter(
     "mlops_rollout_transitions_total",
     "ModelDeployment rollout transitions by action (start, advance, promote, rollback, ...).",
     ["action"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS = Counter(
+    "mlops_notifications_total",
+    "Rollout notifications by sink and result (sent, failed, dropped: the sink's queue was full).",
+    ["sink", "result"],
+    registry=REGISTRY,
+)
+RETRAINING_RUNS = Counter(
+    "mlops_retraining_runs_total",
+    "TrainingJob runs started because a ModelDeployment's stable model drifted.",
+    ["namespace", "name"],
     registry=REGISTRY,
 )

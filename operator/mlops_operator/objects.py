@@ -33,7 +33,7 @@ NAME_MAX = 63
 
 VariantName = Literal["stable", "canary"]
 VARIANTS: tuple[VariantName, ...] = ("stable", "canary")
-Component = Literal["model-server", "router", "entry", "route"]
+Component = Literal["model-server", "router", "entry", "route", "feedback", "network"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,17 @@ SERVICE = Kind("v1", "Service", "services")
 CONFIG_MAP = Kind("v1", "ConfigMap", "configmaps")
 DISRUPTION_BUDGET = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
 AUTOSCALER = Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
+NETWORK_POLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
+SECRET = Kind("v1", "Secret", "secrets")
+"""Only created (the feedback and router tokens), never read, patched or listed: RBAC grants
+create."""
 KINDS = (
     *(TRAININGJOB, MODELDEPLOYMENT, JOB, POD),
-    *(DEPLOYMENT, SERVICE, CONFIG_MAP, DISRUPTION_BUDGET, AUTOSCALER),
+    *(DEPLOYMENT, SERVICE, CONFIG_MAP, DISRUPTION_BUDGET, AUTOSCALER, NETWORK_POLICY, SECRET),
 )
 """The kinds of the API and of the children every ModelDeployment has (providers add theirs)."""
+LEASE = Kind("coordination.k8s.io/v1", "Lease", "leases")
+"""The operator's own: the leader-election Lease in its namespace."""
 
 
 def bounded(base: str, suffix: str, limit: int) -> str:
@@ -92,6 +98,26 @@ def variant_name(mdep: str, variant: VariantName) -> str:
 
 def router_name(mdep: str) -> str:
     return f"{mdep}-router"
+
+
+def preview_name(mdep: str) -> str:
+    """Blue-green: the Service in front of the candidate's servers before the switch."""
+    return f"{mdep}-preview"
+
+
+def feedback_secret_name(mdep: str) -> str:
+    """The Secret holding the token that feedback to a ModelDeployment's servers needs."""
+    return f"{mdep}-feedback"
+
+
+FEEDBACK_TOKEN_KEY = "token"
+
+
+def router_token_secret_name(mdep: str) -> str:
+    """The Secret holding the token by which the builtin router proves a request came through
+    it (traffic.proof): the model servers' MLOPS_ROUTER_TOKEN and the router's nginx snippet.
+    Apart from ``<name>-feedback``, whose token feedback clients are given."""
+    return f"{mdep}-router-token"
 
 
 def labels(mdep: str, component: Component, variant: VariantName | None = None) -> dict[str, str]:

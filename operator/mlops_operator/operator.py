@@ -12,13 +12,16 @@ kopf's scanning of CustomResourceDefinitions is off: the API is discovered once 
 so the CRDs must exist before the operator starts (the Helm chart installs them first), and
 the operator needs no read access to CRDs.
 
-The operator runs standalone (one replica; no kopf peering, so no peering CRDs and no RBAC
-for them): the Helm chart's Deployment uses the Recreate strategy.
+kopf runs standalone (no kopf peering, so no peering CRDs and no RBAC for them). Several
+replicas elect a leader over a Lease (leader.py): only the leader starts kopf; the others
+wait and answer /healthz.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 from collections.abc import Collection
 from typing import Any
@@ -27,13 +30,33 @@ import kopf
 from prometheus_client import start_http_server
 
 import mlops_operator.controllers  # noqa: F401  (registers the handlers)
-from mlops_operator import kube, metrics
-from mlops_operator.objects import LABEL_MANAGED_BY, LABEL_TRAININGJOB, MANAGER
+from mlops_operator import kube, leader, metrics
+from mlops_operator.controllers.modeldeployment import CHILD_RESOURCES, WAKEUPS
+from mlops_operator.controllers.trainingjob import SYNCS
+from mlops_operator.objects import (
+    LABEL_MANAGED_BY,
+    LABEL_MODELDEPLOYMENT,
+    LABEL_TRAININGJOB,
+    MANAGER,
+)
 from mlops_operator.settings import OperatorSettings, get_settings
 
 ANNOTATION_PREFIX = "mlops.dev"
+M_ARENA_MAX = -8
+"""mallopt's parameter number (glibc's malloc.h)."""
+WORKERS = 16
+"""Threads for the (synchronous) handlers: they mostly wait on the API server."""
 OWNED_SELECTOR = f"{LABEL_TRAININGJOB},{LABEL_MANAGED_BY}={MANAGER}"
+CHILD_SELECTOR = f"{LABEL_MODELDEPLOYMENT},{LABEL_MANAGED_BY}={MANAGER}"
 FINALIZER = "mlops.dev/finalizer"
+
+ROUTINE_HANDLERS = (
+    "Handler 'child-",
+    "Handler 'trainingjob_event'",
+    "Handler 'job_event'",
+    "Handler 'pod_event'",
+)
+"""The watch-event handlers (children, TrainingJobs, training Jobs and Pods)."""
 
 _servers: list[Any] = []
 
@@ -43,11 +66,17 @@ def configure(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) ->
     """kopf's settings, the API client of the controllers, the metrics server."""
     tune(settings)
     quiet_timers(logging.getLogger("kopf.objects"))
-    kube.configure()
+    # A connection for every thread that may send a request at once (kopf's handlers and
+    # the wake-up queues'), so none is opened and dropped again under load.
+    kube.configure(connections=WORKERS + WAKEUPS.workers + SYNCS.workers + 4)
     ours = get_settings()
-    if ours.metrics_port:
-        _servers.append(start_http_server(ours.metrics_port, registry=metrics.REGISTRY))
+    if ours.metrics_port and not _servers:
+        serve_metrics(ours.metrics_port)
         logger.info(f"serving metrics on :{ours.metrics_port}/metrics")
+
+
+def serve_metrics(port: int) -> None:
+    _servers.append(start_http_server(port, registry=metrics.REGISTRY))
 
 
 def tune(settings: kopf.OperatorSettings) -> None:
@@ -66,20 +95,27 @@ def tune(settings: kopf.OperatorSettings) -> None:
     # cluster). Any future watch of Pods or Jobs sees only these labels too.
     for selector in (("v1", "pods"), ("batch/v1", "jobs")):
         settings.watching.label_selectors[selector] = OWNED_SELECTOR
+    # The ModelDeployments' children likewise: only those the operator labelled.
+    for group, version, plural in CHILD_RESOURCES:
+        api_version = f"{group}/{version}" if group else version
+        settings.watching.label_selectors[api_version, plural] = CHILD_SELECTOR
     settings.posting.level = logging.INFO
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = WORKERS
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
 
 
 def quiet_timers(objects_logger: logging.Logger) -> None:
-    """Timers run every few seconds per object: their successes are logged (and posted as
-    Events) only at DEBUG. Failures and every other handler's outcome stay."""
+    """Timers and watch-event handlers run on every tick or event of every object: their
+    successes are logged (and a timer's posted as Events) only at DEBUG. Failures and every
+    other handler's outcome stay."""
 
     def keep(record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        routine = message.startswith("Timer ") and message.endswith(" succeeded.")
+        routine = message.endswith(" succeeded.") and (
+            message.startswith("Timer ") or message.startswith(ROUTINE_HANDLERS)
+        )
         return not routine or objects_logger.isEnabledFor(logging.DEBUG)
 
     objects_logger.addFilter(keep)
@@ -102,14 +138,40 @@ def liveness_url(port: int) -> str | None:
     return f"http://0.0.0.0:{port}/healthz" if port else None
 
 
+def limit_malloc_arenas() -> None:
+    """glibc gives each thread its own malloc arena; with a few dozen handler threads that
+    mostly wait on the API server, the arenas' fragmentation shows as RSS. Two are plenty."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
+
+
 def run(settings: OperatorSettings) -> None:
-    """Runs the operator until SIGINT/SIGTERM."""
-    clusterwide, namespaces = namespaces_of(settings)
-    asyncio.run(
-        kopf.operator(
-            standalone=True,
-            clusterwide=clusterwide,
-            namespaces=namespaces,
-            liveness_endpoint=liveness_url(settings.liveness_port),
+    """Runs the operator until SIGINT/SIGTERM; with leader election, once it leads."""
+    limit_malloc_arenas()
+    elector = None
+    if settings.leader_election:
+        kube.configure()
+        if settings.metrics_port:  # a standby is scraped too (and shows it is one)
+            serve_metrics(settings.metrics_port)
+        elector = leader.Elector(
+            settings.leader_election_namespace,
+            settings.leader_election_lease,
+            leader.identity(),
+            settings.lease_timing(),
         )
-    )
+        with leader.standby_health(settings.liveness_port, elector):
+            elector.acquire()
+        elector.keep(leader.stop_acting)
+    clusterwide, namespaces = namespaces_of(settings)
+    try:
+        asyncio.run(
+            kopf.operator(
+                standalone=True,
+                clusterwide=clusterwide,
+                namespaces=namespaces,
+                liveness_endpoint=liveness_url(settings.liveness_port),
+            )
+        )
+    finally:
+        if elector is not None:
+            elector.release()

@@ -212,3 +212,23 @@ def _parent_status(
         if source.get(key):
             status[key] = source[key]
     return status
+
+
+ANNOTATION_RETRAINED_FOR = "mlops.dev/retrained-for"
+"""On a run that drift started: the ModelDeployment whose stable model drifted."""
+ANNOTATION_RETRAINING_REASON = "mlops.dev/retraining-reason"
+
+
+def retraining_run(
+    parent: Mapping[str, Any], now: datetime.datetime, *, mdep: str, why: str
+) -> dict[str, Any]:
+    """A run of ``parent`` started by drift: a scheduled run's shape (its labels, owned by
+    the parent), named by the second, saying which ModelDeployment asked and why."""
+    run = build_run(parent, now)
+    run["metadata"]["name"] = run_name(
+        parent["metadata"]["name"], "drift-" + now.astimezone(datetime.UTC).strftime("%Y%m%d%H%M%S")
+    )
+    run["metadata"]["annotations"].update(
+        {ANNOTATION_RETRAINED_FOR: mdep, ANNOTATION_RETRAINING_REASON: why[:500]}
+    )
+    return run

@@ -6,13 +6,15 @@ Lists are comma-separated in the environment (``MLOPS_NAMESPACES=team-a,team-b``
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mlops_operator import defaults
-from mlops_operator.api.modeldeployment import ProviderName
+from mlops_operator.api.modeldeployment import NotificationSink, ProviderName
+from mlops_operator.lease import Timing
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -49,6 +51,11 @@ class OperatorSettings(BaseSettings):
     )
     default_router: ProviderName = Field(
         "builtin", description="The traffic provider of ModelDeployments that name none."
+    )
+    tracking_uri: str | None = Field(
+        default=None,
+        description="An MLflow tracking server for every TrainingJob whose spec names none "
+        "(passed to training Pods as MLOPS_TRACKING_URI).",
     )
     extra_estimators: CommaList = Field(
         default_factory=list,
@@ -98,6 +105,43 @@ class OperatorSettings(BaseSettings):
         'scrape instead of the variant\'s Pods, as JSON {"<namespace>/<name>": {"stable": '
         '[url, ...], "canary": [url, ...]}}.',
     )
+    notifications: list[NotificationSink] = Field(
+        default_factory=list,
+        description="Rollout notification sinks for every ModelDeployment, as a JSON list of "
+        'ModelDeployment spec.notifications entries, e.g. [{"name": "team", "url": '
+        '"https://hooks.slack.com/services/...", "format": "slack"}].',
+    )
+    metrics_from: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The NetworkPolicy peers that may reach the model servers' metrics port, "
+        "as JSON: the operator's Pods and Prometheus (the chart sets it). Empty: any Pod.",
+    )
+    leader_election: bool = Field(
+        False,
+        description="Run as one of several replicas: act only while holding the Lease "
+        "<leader_election_namespace>/<leader_election_lease> (the chart turns it on).",
+    )
+    leader_election_namespace: str = Field(
+        "", description="The namespace of the leader-election Lease (the operator's own)."
+    )
+    leader_election_lease: str = Field(
+        "mlops-operator", description="The name of the leader-election Lease."
+    )
+    lease_duration_seconds: float = Field(
+        defaults.LEASE_DURATION,
+        gt=0,
+        description="Seconds a lease holds unrenewed: a standby takes over this long after "
+        "the leader's last renewal.",
+    )
+    lease_renew_deadline_seconds: float = Field(
+        defaults.LEASE_RENEW_DEADLINE,
+        gt=0,
+        description="Seconds the leader may fail to renew before it stops acting (less than "
+        "the lease duration).",
+    )
+    lease_retry_seconds: float = Field(
+        defaults.LEASE_RETRY, gt=0, description="Seconds between tries to take or renew the lease."
+    )
     liveness_port: int = Field(
         8080, ge=0, le=65535, description="The port of the liveness probe (/healthz); 0: none."
     )
@@ -105,12 +149,29 @@ class OperatorSettings(BaseSettings):
         9090, ge=0, le=65535, description="The port of the Prometheus metrics (/metrics); 0: none."
     )
 
+    @field_validator("metrics_from", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
     @field_validator("namespaces", "extra_estimators", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _election(self) -> OperatorSettings:
+        if self.leader_election and not self.leader_election_namespace:
+            raise ValueError("leader_election needs leader_election_namespace")
+        self.lease_timing()  # the durations' order
+        return self
+
+    def lease_timing(self) -> Timing:
+        return Timing(
+            self.lease_duration_seconds, self.lease_renew_deadline_seconds, self.lease_retry_seconds
+        )
 
     @property
     def model_server_image(self) -> str:

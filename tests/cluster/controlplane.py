@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,19 @@ KWOK_NODE_SELECTOR = "kwok.x-k8s.io/node=fake"
 AUTO_COMPLETE_LABEL = "kwok.mlops.dev/auto-complete"
 ADMIN = ("mlops-test-admin", ("system:masters",))
 START_TIMEOUT = 90.0
+RESTART_GRACE = 10.0
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        # The cluster's own controllers (kube-controller-manager acts as kube-system's accounts).
+        {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+        # Every other ServiceAccount: the operator, the chart's accounts, the escalation tests.
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
 
 
 @dataclass
@@ -38,6 +53,10 @@ class ControlPlane:
     apiserver_port: int = 0
     pki: Pki | None = None
     address: str = "127.0.0.1"
+    _ready: dict[str, Callable[[Process], None]] = field(default_factory=dict)
+    restarts: list[tuple[float, float]] = field(default_factory=list)
+    """(from, until) epoch seconds around each restart: a freshly started API server refuses
+    requests (403) until its RBAC caches are filled, which is no missing right."""
 
     @property
     def url(self) -> str:
@@ -46,6 +65,11 @@ class ControlPlane:
     @property
     def admin_kubeconfig(self) -> Path:
         return self.root / "admin.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        """One JSON event per line: every request of a ServiceAccount outside kube-system."""
+        return self.root / "audit.log"
 
     def start(self) -> None:
         self.pki = create_pki(self.root / "pki", SERVICE_IP, (self.address,))
@@ -69,6 +93,18 @@ class ControlPlane:
         write_kubeconfig(path, self.url, self.pki.ca.cert, self.pki.client(user, groups))
         return path
 
+    def restart(self, name: str, down: float = 0.0) -> None:
+        """Stops one component (``etcd``, ``kube-apiserver``, ...), waits ``down`` seconds and
+        starts it again with the same arguments; returns once it answers again."""
+        (proc,) = (p for p in self.processes if p.name == name)
+        began = time.time()
+        proc.stop()
+        time.sleep(down)
+        fresh = Process(name, proc.argv, self.root, append=True)
+        self.processes[self.processes.index(proc)] = fresh
+        self._ready[name](fresh)
+        self.restarts.append((began, time.time() + RESTART_GRACE))
+
     def _spawn(self, name: str, *argv: str | Path) -> Process:
         proc = Process(name, [self.bin_dir / name, *argv], self.root)
         self.processes.append(proc)
@@ -88,7 +124,12 @@ class ControlPlane:
             "--unsafe-no-fsync",
             "--log-level=warn",
         )
-        wait_until("etcd", lambda: _get_json(f"{url}/health")["health"] == "true", 30, [proc])
+
+        def ready(proc: Process) -> None:
+            wait_until("etcd", lambda: _get_json(f"{url}/health")["health"] == "true", 30, [proc])
+
+        self._ready["etcd"] = ready
+        ready(proc)
         return url
 
     def _start_apiserver(self, etcd_url: str) -> None:
@@ -117,16 +158,30 @@ class ControlPlane:
             f"--kubelet-client-certificate={kubelet_client.cert}",
             f"--kubelet-client-key={kubelet_client.key}",
             "--kubelet-preferred-address-types=InternalIP",
+            f"--audit-policy-file={self._audit_policy()}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
         )
         admin = self.kubeconfig(*ADMIN)
         admin.rename(self.admin_kubeconfig)
         ctx = _tls_context(pki.ca.cert, pki.client(*ADMIN))
-        wait_until(
-            "kube-apiserver /readyz",
-            lambda: _get(f"{self.url}/readyz", ctx) == b"ok",
-            START_TIMEOUT,
-            [proc],
-        )
+
+        def ready(proc: Process) -> None:
+            wait_until(
+                "kube-apiserver /readyz",
+                lambda: _get(f"{self.url}/readyz", ctx) == b"ok",
+                START_TIMEOUT,
+                [proc],
+            )
+
+        self._ready["kube-apiserver"] = ready
+        ready(proc)
+
+    def _audit_policy(self) -> Path:
+        path = self.root / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(AUDIT_POLICY))
+        return path
 
     def _start_controllers(self) -> None:
         kcm = self._component(

@@ -65,7 +65,7 @@ def _simulated_cluster(root: Path, request: pytest.FixtureRequest) -> Iterator[C
     try:
         plane.start()
         api = config.new_client_from_config(config_file=str(plane.admin_kubeconfig))
-        found = Cluster(plane.admin_kubeconfig, api, True, root, cache, plane.pki)
+        found = Cluster(plane.admin_kubeconfig, api, True, root, cache, plane.pki, plane)
         _add_fake_node(found)
         wait_for("default ServiceAccount", lambda: _has_default_sa(found.core, "default"), 60)
         where = "loopback" if host is None else f"{NODE_ADDRESS} (bridge {BRIDGE})"

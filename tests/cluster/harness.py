@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 from kubernetes import client, config
 
-from .controlplane import KWOK_NODE_SELECTOR, kubeconfig_dict
+from .controlplane import KWOK_NODE_SELECTOR, ControlPlane, kubeconfig_dict
 from .pki import Pki
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +36,34 @@ class Cluster:
     workdir: Path
     cache: Path | None
     pki: Pki | None = None  # the simulated cluster's CA and signer
+    plane: ControlPlane | None = None  # the simulated cluster's processes (restartable)
+
+    def audit_refusals(
+        self, user: str, since: float = 0.0, agents: tuple[str, ...] = ("",)
+    ) -> list[str] | None:
+        """What the API server answered ``user`` with 403 since ``since`` (epoch seconds), from
+        its audit log: RBAC and admission refusals alike, also those a client retries quietly;
+        only requests whose user agent starts with one of ``agents``. None when there is no
+        audit log to read (an existing cluster)."""
+        if self.plane is None or not self.plane.audit_log.exists():
+            return None
+        out = []
+        for line in self.plane.audit_log.read_text(errors="replace").splitlines():
+            event = json.loads(line)
+            if event.get("user", {}).get("username") != user:
+                continue
+            answer = event.get("responseStatus") or {}
+            if answer.get("code") != 403 or "because it is being terminated" in str(
+                answer.get("message")
+            ):
+                continue  # a namespace being deleted refuses everything: no right is missing
+            if not str(event.get("userAgent", "")).startswith(agents):
+                continue
+            when = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"])
+            restarting = any(a <= when.timestamp() <= b for a, b in self.plane.restarts)
+            if when.timestamp() >= since and not restarting:
+                out.append(f"{event['verb']} {event['requestURI']}")
+        return out
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -246,6 +274,30 @@ def ensure_service_account(core: client.CoreV1Api, namespace: str, name: str) ->
     except client.ApiException as exc:
         if exc.status != 409:
             raise
+
+
+def cluster_role(
+    name: str, rules: list[dict[str, Any]], subject: dict[str, str]
+) -> list[dict[str, Any]]:
+    """A ClusterRole with `rules` and its binding to `subject`, both named `name`."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": rules,
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [subject],
+    }
+    return [role, binding]
+
+
+def user_subject(user: str) -> dict[str, str]:
+    return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
 
 
 def fake_node(name: str = FAKE_NODE) -> dict[str, Any]:

@@ -8,25 +8,45 @@ ClusterRole includes, so the tests prove exactly the permissions users install.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
 from tests.corpus import ROOT, crd_documents
 
-from .harness import Cluster, wait_for
+from .harness import Cluster, cluster_role, wait_for
 from .processes import Process, free_port, wait_until
 
-RBAC_RULES = ROOT / "charts" / "mlops-operator" / "files" / "rbac-rules.yaml"
+CHART = ROOT / "charts" / "mlops-operator"
+RBAC_RULES = CHART / "files" / "rbac-rules.yaml"
+POLICY_TEMPLATES = (
+    "templates/operator-validatingadmissionpolicy.yaml",
+    "templates/operator-validatingadmissionpolicybinding.yaml",
+)
+LEADER_TEMPLATES = (
+    "templates/operator-leaderelection-role.yaml",
+    "templates/operator-leaderelection-rolebinding.yaml",
+)
 OPERATOR_NAMESPACE = "mlops-system"
 OPERATOR_ACCOUNT = "mlops-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
+LEADER_ELECTION = {
+    "MLOPS_LEADER_ELECTION": "true",
+    "MLOPS_LEADER_ELECTION_NAMESPACE": OPERATOR_NAMESPACE,
+    "MLOPS_LEADER_ELECTION_LEASE": OPERATOR_ACCOUNT,
+}
+"""The settings the chart gives each replica (the lease is the release's full name)."""
 MLOPS = Path(sys.executable).parent / "mlops"
 IMAGE = "mlops-operator:test"
 
@@ -53,28 +73,74 @@ def install_rbac(cluster: Cluster) -> Path:
         "kind": "Namespace",
         "metadata": {"name": OPERATOR_NAMESPACE},
     }
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": OPERATOR_ACCOUNT},
-        "rules": rules,
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": OPERATOR_ACCOUNT},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": OPERATOR_ACCOUNT,
-        },
-        "subjects": [
-            {"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
-        ],
-    }
+    account = {"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
     cluster.apply(namespace)
-    cluster.apply(role, binding)
-    return cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT)
+    cluster.apply(*cluster_role(OPERATOR_ACCOUNT, rules, account))
+    kubeconfig = cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT)
+    cluster.apply(*chart_objects(cluster, LEADER_TEMPLATES))
+    install_admission_policy(cluster, kubeconfig)
+    return kubeconfig
+
+
+def admission_policy(cluster: Cluster, *values: str) -> list[dict[str, Any]]:
+    """The chart's ValidatingAdmissionPolicy and binding for the operator's account."""
+    return chart_objects(cluster, POLICY_TEMPLATES, *values)
+
+
+def chart_objects(
+    cluster: Cluster, templates: tuple[str, ...], *values: str
+) -> list[dict[str, Any]]:
+    """The chart's templates rendered for the tests' release (the operator's account)."""
+    rendered = subprocess.run(
+        [
+            str(cluster.binary("helm")),
+            "template",
+            "mlops",
+            str(CHART),
+            f"--namespace={OPERATOR_NAMESPACE}",
+            f"--set=fullnameOverride={OPERATOR_ACCOUNT}",
+            *(f"--set={value}" for value in values),
+            *(f"--show-only={template}" for template in templates),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def install_admission_policy(cluster: Cluster, kubeconfig: Path) -> None:
+    """Applies the policy and waits until the API server enforces it (it loads policies in
+    the background): until an unlabelled ConfigMap, sent as a dry run, is refused."""
+    cluster.apply(*admission_policy(cluster))
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "policy-probe"}}
+
+    def refused() -> bool:
+        try:
+            client.CoreV1Api(api).create_namespaced_config_map(
+                OPERATOR_NAMESPACE, probe, dry_run="All"
+            )
+        except client.ApiException as error:
+            return error.status == 403 and "ValidatingAdmissionPolicy" in str(error.body)
+        return False
+
+    try:
+        wait_for("the admission policy enforced", refused, 60)
+    finally:
+        api.close()
+
+
+def loopback_settings(targets: dict[str, Any], **extra: str) -> dict[str, str]:
+    """An operator analysing model servers on loopback: ``targets`` (namespace/name to each
+    variant's metrics URLs) as its builtin source's, a fast tick, one router replica."""
+    return {
+        "MLOPS_ANALYSIS_TICK_SECONDS": "0.5",
+        "MLOPS_ROUTER_REPLICAS": "1",
+        "MLOPS_METRICS_TARGETS": json.dumps(targets),
+        **extra,
+    }
 
 
 @dataclass
@@ -88,10 +154,13 @@ class OperatorProcess:
     liveness_port: int = 0
     process: Process | None = None
     starts: int = 0
+    first_start: float = 0.0
+    name: str = "operator"
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
         self.metrics_port, self.liveness_port = free_port(), free_port()
         self.starts += 1
+        self.first_start = self.first_start or time.time()
         env = {
             "KUBECONFIG": str(self.kubeconfig),
             "MLOPS_IMAGE": IMAGE,
@@ -100,7 +169,14 @@ class OperatorProcess:
             **self.settings,
         }
         argv = ["env", *(f"{k}={v}" for k, v in env.items()), str(MLOPS), "operator"]
-        self.process = Process(f"operator-{self.starts}", argv, self.log_dir)
+        if os.environ.get("MLOPS_TEST_OPERATOR_VERBOSE") == "1":  # kopf's debug log, to debug
+            argv.append("--verbose")
+        self.process = Process(f"{self.name}-{self.starts}", argv, self.log_dir)
+        if wait:
+            self.wait_alive()
+
+    def wait_alive(self) -> None:
+        assert self.process is not None
         wait_until(
             "the operator's liveness probe",
             lambda: self.get("/healthz", self.liveness_port).startswith("{"),
@@ -127,7 +203,7 @@ class OperatorProcess:
 
     def logs(self) -> str:
         return "\n".join(
-            (self.log_dir / f"operator-{n}.log").read_text(errors="replace")
+            (self.log_dir / f"{self.name}-{n}.log").read_text(errors="replace")
             for n in range(1, self.starts + 1)
         )
 
@@ -136,6 +212,17 @@ def rbac_refusals(logs: str) -> list[str]:
     """The log lines where RBAC refused the operator something (not, say, a namespace
     being deleted)."""
     return [line for line in logs.splitlines() if "is forbidden: User" in line]
+
+
+OPERATOR_AGENTS = ("kopf/", "mlops-operator/")
+
+
+def refusals(cluster: Cluster, runner: OperatorProcess) -> list[str]:
+    """Every request of the operator's processes that the API server refused (403: RBAC or
+    the admission policy), from its audit log, else from the operator's log. Requests the
+    tests send with the operator's token on purpose (the escalations) have another agent."""
+    refused = cluster.audit_refusals(OPERATOR_USER, runner.first_start, OPERATOR_AGENTS)
+    return rbac_refusals(runner.logs()) if refused is None else refused
 
 
 def model_store(cluster: Cluster, namespace: str, claim: str = "mlops-models") -> None:
@@ -173,3 +260,24 @@ def model_store(cluster: Cluster, namespace: str, claim: str = "mlops-models") -
         return bool(found.status.phase == "Bound")
 
     wait_for(f"claim {claim} bound", bound, 60)
+
+
+@contextlib.contextmanager
+def loopback_operator(
+    cluster: Cluster, namespace: str, targets: dict[str, Any], **extra: str
+) -> Iterator[OperatorProcess]:
+    """The operator with the CRDs, the chart's RBAC and ``namespace`` with its model store,
+    analysing model servers on loopback (:func:`loopback_settings`); it was refused nothing."""
+    install_crds(cluster, ("TrainingJob", "ModelDeployment"))
+    kubeconfig = install_rbac(cluster)
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    model_store(cluster, namespace)
+    runner = OperatorProcess(
+        kubeconfig, cluster.workdir, settings=loopback_settings(targets, **extra)
+    )
+    runner.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+    assert rbac_refusals(runner.logs()) == []

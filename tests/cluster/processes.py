@@ -32,13 +32,15 @@ class Process:
         *,
         env: Mapping[str, str] | None = None,
         cgroups: Sequence[Path] = (),
+        append: bool = False,
     ) -> None:
         """`cgroups`: cgroup directories (one per v1 hierarchy) the child joins before exec,
         so that it and everything it starts can be found and killed later."""
         self.name = name
+        self.argv = list(argv)
         self.log = log_dir / f"{name}.log"
         procs = [str(c / "cgroup.procs") for c in cgroups]
-        with self.log.open("wb") as out:
+        with self.log.open("ab" if append else "wb") as out:
             self.popen = subprocess.Popen(
                 [str(a) for a in argv],
                 stdin=subprocess.DEVNULL,

@@ -52,6 +52,15 @@ class Release:
         return [doc for doc in yaml.safe_load_all(manifest) if doc]
 
 
+CLUSTER_SCOPED = {
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
+
+
 @pytest.fixture(scope="module")
 def release(cluster: Cluster) -> Iterator[Release]:
     namespace = f"helm-{uuid.uuid4().hex[:8]}"
@@ -65,8 +74,8 @@ def release(cluster: Cluster) -> Iterator[Release]:
 
 def deployment_available(cluster: Cluster, namespace: str) -> bool:
     apps = client.AppsV1Api(cluster.api)
-    status = apps.read_namespaced_deployment(FULLNAME, namespace).status
-    return bool(status.available_replicas == 1)
+    found = apps.read_namespaced_deployment(FULLNAME, namespace)
+    return bool(found.status.available_replicas == found.spec.replicas)
 
 
 def test_install_creates_every_object(release: Release) -> None:
@@ -80,14 +89,20 @@ def test_install_creates_every_object(release: Release) -> None:
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Deployment",
+            "NetworkPolicy",
             "PersistentVolumeClaim",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
             "Service",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
     for obj in release.objects():
         where = [obj["kind"].lower(), obj["metadata"]["name"]]
-        if obj["kind"] not in {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}:
+        if obj["kind"] not in CLUSTER_SCOPED:
             where.append(f"--namespace={namespace}")
         cluster.kubectl("get", *where)  # raises when the API server does not have it
     wait_for("the operator Deployment available", lambda: deployment_available(cluster, namespace))
@@ -178,10 +193,14 @@ def test_upgrade_to_watched_namespaces_rebinds_the_role(release: Release) -> Non
     )
     kinds = {obj["kind"] for obj in release.objects()}
     assert "ClusterRoleBinding" not in kinds
+    assert "ClusterRole" not in kinds
     assert "RoleBinding" in kinds
     rbac = client.RbacAuthorizationV1Api(cluster.api)
     binding = rbac.read_namespaced_role_binding(FULLNAME, namespace)
-    assert binding.role_ref.name == FULLNAME
+    assert (binding.role_ref.kind, binding.role_ref.name) == ("Role", FULLNAME)
+    rules = yaml.safe_load((CHART / "files" / "rbac-rules.yaml").read_text())
+    role = rbac.read_namespaced_role(FULLNAME, namespace)
+    assert len(role.rules) == len(rules)
     env = client.AppsV1Api(cluster.api).read_namespaced_deployment(FULLNAME, namespace)
     values = {e.name: e.value for e in env.spec.template.spec.containers[0].env}
     assert values["MLOPS_NAMESPACES"] == namespace

@@ -31,12 +31,14 @@ from tests.component.servers import Server, iris_artifacts, model_server, send
 
 from .harness import Cluster, wait_for
 from .operator_runner import (
+    OPERATOR_USER,
     OperatorProcess,
     install_crds,
     install_rbac,
     model_store,
-    rbac_refusals,
+    refusals,
 )
+from .rollouts import Rollouts, Seen, promoted
 
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "modeldeployments"
 NAMESPACE = "mdep-e2e"
@@ -50,6 +52,11 @@ NAMES = (
     "shadow",
     "cd",
     "ab",
+    "guarded",
+    "idle",
+    "clash",
+    "apiserver-restart",  # test_control_plane_faults.py
+    "etcd-restart",
 )
 TIMINGS: dict[str, Any] = {}
 
@@ -137,8 +144,7 @@ def operator(cluster: Cluster, servers: dict[str, Any]) -> Iterator[OperatorProc
     runner.start()
     yield runner
     runner.stop()
-    logs = runner.logs()
-    assert rbac_refusals(logs) == [], "the operator was refused something it needs"
+    assert refusals(cluster, runner) == [], "the operator was refused something it needs"
     (cluster.workdir / "modeldeployment-timings.json").write_text(json.dumps(TIMINGS, indent=1))
     print(f"\nModelDeployment timings: {json.dumps(TIMINGS)}")
 
@@ -188,10 +194,7 @@ def manifest(
 
 
 def read(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = custom.get_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, PLURAL, name
-    )
-    return found
+    return Rollouts(custom, NAMESPACE).read(name)
 
 
 def create(custom: client.CustomObjectsApi, body: dict[str, Any]) -> None:
@@ -211,20 +214,9 @@ def watch_weights(
     name: str,
     until: Callable[[dict[str, Any]], bool],
     timeout: float,
-) -> tuple[dict[str, Any], list[tuple[float, str | None, int | None]]]:
+) -> tuple[dict[str, Any], Seen]:
     """Polls the status until ``until``; every (seconds, phase, canaryWeight) change seen."""
-    started = time.monotonic()
-    seen: list[tuple[float, str | None, int | None]] = []
-    while True:
-        status = read(custom, name).get("status") or {}
-        point = (status.get("phase"), status.get("canaryWeight"))
-        if not seen or seen[-1][1:] != point:
-            seen.append((round(time.monotonic() - started, 2), *point))
-        if until(status):
-            return status, seen
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{name}: status {status}; seen {seen}")
-        time.sleep(0.1)
+    return Rollouts(custom, NAMESPACE).watch(name, until, timeout)
 
 
 def exists(cluster: Cluster, kind: str, name: str) -> bool:
@@ -332,7 +324,7 @@ def test_healthy_canary_steps_up_and_is_promoted(
         env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
         assert env["MLOPS_MODEL_DIGEST"] == artifacts["good-v2"][1]
         assert env["MLOPS_VARIANT"] == "canary"
-        status, more = watch_weights(custom, "healthy", lambda s: s.get("phase") == "Promoted", 60)
+        status, more = watch_weights(custom, "healthy", promoted, 60)
     seen += more
     TIMINGS["promotion"] = seen
     assert progression(seen) == [20, 50], seen
@@ -465,7 +457,7 @@ def test_restart_mid_rollout_carries_on(
         killed = read(custom, "restart")["status"]
         time.sleep(4)
         operator.start()
-        status, more = watch_weights(custom, "restart", lambda s: s.get("phase") == "Promoted", 90)
+        status, more = watch_weights(custom, "restart", promoted, 90)
     seen += more
     TIMINGS["restart"] = seen
     weights = progression(seen)
@@ -670,7 +662,7 @@ def test_a_new_training_run_starts_a_canary_by_itself(
                 }
             ),
         )
-        status, seen = watch_weights(custom, "cd", lambda s: s.get("phase") == "Promoted", 90)
+        status, seen = watch_weights(custom, "cd", promoted, 90)
     TIMINGS["continuous_delivery_seconds"] = round(time.monotonic() - started, 2)
     assert 50 in progression(seen), seen
     assert status["stable"]["digest"] == digest
@@ -715,5 +707,274 @@ def test_ab_test_reports_both_variants_and_promotes_only_when_asked(
         custom.patch_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, PLURAL, "ab", {"spec": {"abTest": {"promote": True}}}
         )
-        status, _ = watch_weights(custom, "ab", lambda s: s.get("phase") == "Promoted", 30)
+        status, _ = watch_weights(custom, "ab", promoted, 30)
     assert status["stable"]["digest"] == artifacts["good-v2"][1]
+
+
+def router_proof(cluster: Cluster, name: str, env: dict[str, Any], feedback_token: str) -> None:
+    """The router's proof: a Secret of its own, its snippet mounted into the router Pods, the
+    token in the servers' environment, and in no ConfigMap."""
+    import base64
+
+    proof = cluster.core.read_namespaced_secret(f"{name}-router-token", NAMESPACE)
+    assert proof.metadata.owner_references[0].name == name
+    router_token = base64.b64decode(proof.data["token"]).decode()
+    assert len(router_token) >= 40
+    assert router_token != feedback_token
+    snippet = base64.b64decode(proof.data["proxy-headers.conf"]).decode()
+    assert snippet == f'proxy_set_header X-Mlops-Router "{router_token}";\n'
+    assert env["MLOPS_ROUTER_TOKEN"].value_from.secret_key_ref.name == f"{name}-router-token"
+    router_pods = client.AppsV1Api(cluster.api).read_namespaced_deployment(
+        f"{name}-router", NAMESPACE
+    )
+    volumes = {v.name: v for v in router_pods.spec.template.spec.volumes}
+    assert volumes["proof"].secret.secret_name == f"{name}-router-token"
+    conf = cluster.core.read_namespaced_config_map(f"{name}-router", NAMESPACE)
+    assert "include /etc/nginx/mlops-router/proxy-headers.conf;" in conf.data["nginx.conf"]
+    assert router_token not in conf.data["nginx.conf"]
+
+
+def test_each_modeldeployment_gets_network_policies_a_feedback_token_and_a_router_token(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    servers: dict[str, Any],
+) -> None:
+    """The policies as the API server stored them; the Secret created once and never read by
+    the operator; its token accepted by a real server, a forged one refused over HTTP."""
+    import base64
+
+    from model_server.testing import http
+
+    artifacts = servers["artifacts"]
+    create(custom, manifest("guarded", artifacts["good"], None))
+    networking = client.NetworkingV1Api(cluster.api)
+
+    def stored(name: str = "guarded-model-servers") -> Any:
+        try:
+            return networking.read_namespaced_network_policy(name, NAMESPACE)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    wait_for("the model servers' NetworkPolicy", lambda: stored() is not None, 60)
+    policy = stored()
+    assert policy.metadata.owner_references[0].name == "guarded"
+    assert policy.spec.pod_selector.match_labels == {
+        "mlops.dev/modeldeployment": "guarded",
+        "app.kubernetes.io/component": "model-server",
+    }
+    inference, metrics = policy.spec.ingress
+    assert [p.port for p in inference.ports] == [8080, 8081]
+    assert [peer.pod_selector.match_labels for peer in inference._from] == [
+        {"mlops.dev/modeldeployment": "guarded", "app.kubernetes.io/component": "router"}
+    ]
+    assert [p.port for p in metrics.ports] == [9090]
+    # The policies are applied one after the other in the same pass: the router's may come later.
+    wait_for("the router's NetworkPolicy", lambda: stored("guarded-router") is not None, 30)
+    router = stored("guarded-router")
+    assert [p.port for p in router.spec.ingress[0].ports] == [8080]
+
+    secret = cluster.core.read_namespaced_secret("guarded-feedback", NAMESPACE)
+    assert secret.metadata.owner_references[0].name == "guarded"
+    token = base64.b64decode(secret.data["token"]).decode()
+    assert len(token) >= 40
+    server = client.AppsV1Api(cluster.api).read_namespaced_deployment("guarded-stable", NAMESPACE)
+    env = {e.name: e for e in server.spec.template.spec.containers[0].env}
+    assert env["MLOPS_FEEDBACK_TOKEN"].value_from.secret_key_ref.name == "guarded-feedback"
+    assert env["MLOPS_METRICS_PORT"].value == "9090"
+    router_proof(cluster, "guarded", env, token)
+
+    # The operator may create Secrets and nothing else with them.
+    review = client.AuthorizationV1Api(cluster.api)
+    for verb, allowed in (("create", True), ("get", False), ("list", False), ("patch", False)):
+        answer = review.create_subject_access_review(
+            {
+                "spec": {
+                    "user": "system:serviceaccount:mlops-system:mlops-operator",
+                    "resourceAttributes": {
+                        "namespace": NAMESPACE,
+                        "verb": verb,
+                        "resource": "secrets",
+                    },
+                }
+            }
+        )
+        assert answer.status.allowed is allowed, verb
+
+    # The token the operator created opens feedback on a real server; a forged one does not.
+    with model_server(
+        *artifacts["good"], "stable", extra_env={"MLOPS_FEEDBACK_TOKEN": token}
+    ) as real:
+        row = {
+            "id": "order-1001",
+            "inputs": [
+                {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
+            ],
+        }
+        assert http(real.url, "POST", "/v2/models/iris/infer", row)[0] == 200
+        feedback = {"id": "order-1001", "truth": [2]}
+        path = "/v2/models/iris/feedback"
+        assert http(real.url, "POST", path, feedback)[0] == 401
+        forged = {"Authorization": "Bearer " + "x" * len(token)}
+        assert http(real.url, "POST", path, feedback, headers=forged)[0] == 403
+        good = {"Authorization": f"Bearer {token}"}
+        assert (
+            http(real.url, "POST", path, {"id": "order-1001", "truth": [0]}, headers=good)[0] == 200
+        )
+    delete(custom, "guarded")
+
+
+def requests_sent(operator: OperatorProcess, cluster: Cluster | None = None) -> float:
+    """The requests the operator sent about this module's namespace: from the API server's
+    audit log (other modules' ModelDeployments elsewhere may still be rolling out), else the
+    operator's own count of every request its controllers sent."""
+    if cluster is not None and cluster.plane is not None and cluster.plane.audit_log.exists():
+        path = f"/namespaces/{NAMESPACE}/"
+        return sum(
+            1
+            for line in cluster.plane.audit_log.read_text(errors="replace").splitlines()
+            if OPERATOR_USER in line and path in line and '"ResponseComplete"' in line
+        )
+    text = operator.get("/metrics", operator.metrics_port)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("mlops_api_requests_total{")
+    )
+
+
+def settled(operator: OperatorProcess, cluster: Cluster) -> bool:
+    """No request for 3 s (the Pods' readiness reached the status)."""
+    before = requests_sent(operator, cluster)
+    time.sleep(3)
+    return requests_sent(operator, cluster) == before
+
+
+def idle(body: dict[str, Any]) -> bool:
+    status = body.get("status") or {}
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    return (
+        status.get("observedGeneration") == body["metadata"]["generation"]
+        and status.get("phase") not in ("Progressing", "Paused")
+        and conditions.get("Progressing") != "True"
+    )
+
+
+def test_an_idle_modeldeployment_costs_no_request_and_its_children_are_restored(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    servers: dict[str, Any],
+) -> None:
+    """Idle: no request in 20 ticks (the operator used to send 14 a tick). A watch event
+    wakes it: a deleted child is created again, a child edited by hand is put back. The
+    request count is the whole operator's: the module's other ModelDeployments go first."""
+    for other in custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]:
+        delete(custom, other["metadata"]["name"])
+    wait_for(
+        "the other ModelDeployments gone",
+        lambda: (
+            not custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]
+        ),
+        60,
+    )
+    create(custom, manifest("idle", servers["artifacts"]["good"], None))
+    apps = client.AppsV1Api(cluster.api)
+    wait_for(
+        "idle Ready",
+        lambda: (
+            {"type": "Ready", "status": "True"}.items() <= ready_condition(custom, "idle").items()
+        ),
+        60,
+    )
+    wait_for("idle idle", lambda: idle(read(custom, "idle")), 30)
+    wait_for("the last watch events of its rollout handled", lambda: settled(operator, cluster), 30)
+    before = requests_sent(operator, cluster)
+    time.sleep(10)  # 20 ticks of 0.5 s
+    assert requests_sent(operator, cluster) - before == 0
+    cluster.core.delete_namespaced_service("idle-stable", NAMESPACE)
+    wait_for("idle-stable created again", lambda: exists(cluster, "Service", "idle-stable"), 20)
+    apps.patch_namespaced_deployment("idle-stable", NAMESPACE, {"spec": {"replicas": 3}})
+    wait_for(
+        "idle-stable scaled back to 1",
+        lambda: apps.read_namespaced_deployment("idle-stable", NAMESPACE).spec.replicas == 1,
+        20,
+    )
+    delete(custom, "idle")
+
+
+def ready_condition(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
+    conditions = (read(custom, name).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Ready"), {})
+
+
+def test_a_users_objects_of_a_childs_name_are_never_taken_over(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    servers: dict[str, Any],
+) -> None:
+    """The user's Service `clash-stable` (another selector) and Deployment `clash-canary`
+    exist before the ModelDeployment `clash`: Degraded (NameClash) naming the Service, which
+    keeps its selector and gets no owner; once it is gone the ModelDeployment is served, and
+    the user's Deployment survives every pass and the ModelDeployment's deletion."""
+    apps = client.AppsV1Api(cluster.api)
+    users_service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "clash-stable", "namespace": NAMESPACE, "labels": {"app": "web"}},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
+    users_deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "clash-canary", "namespace": NAMESPACE, "labels": {"app": "web"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "web:1"}]},
+            },
+        },
+    }
+    cluster.apply(users_service, users_deployment, namespace=NAMESPACE)
+    create(custom, manifest("clash", servers["artifacts"]["good"], None))
+
+    def degraded() -> dict[str, Any] | None:
+        conditions = (read(custom, "clash").get("status") or {}).get("conditions") or []
+        found = next((c for c in conditions if c["type"] == "Degraded"), None)
+        return found if found and found["reason"] == "NameClash" else None
+
+    condition = wait_for("clash Degraded (NameClash)", degraded, 30)
+    assert condition["status"] == "True"
+    assert (
+        "Service clash-stable exists and is not managed by this ModelDeployment"
+        in (condition["message"])
+    )
+    service = cluster.core.read_namespaced_service("clash-stable", NAMESPACE)
+    assert service.spec.selector == {"app": "web"}
+    assert not service.metadata.owner_references
+    assert not exists(cluster, "Deployment", "clash-stable")  # nothing half-applied
+    cluster.core.delete_namespaced_service("clash-stable", NAMESPACE)
+    wait_for(
+        "clash Ready",
+        lambda: ready_condition(custom, "clash").get("status") == "True",
+        60,
+    )
+    degraded_now = next(
+        c for c in read(custom, "clash")["status"]["conditions"] if c["type"] == "Degraded"
+    )
+    assert degraded_now["status"] == "False"
+    assert apps.read_namespaced_deployment("clash-canary", NAMESPACE).metadata.labels == {
+        "app": "web"
+    }
+    delete(custom, "clash")
+    wait_for(
+        "clash-stable gone with its owner",
+        lambda: not exists(cluster, "Service", "clash-stable") or None,
+        60,
+    )
+    assert exists(cluster, "Deployment", "clash-canary")

@@ -23,7 +23,7 @@ from .operator_runner import (
     install_crds,
     install_rbac,
     model_store,
-    rbac_refusals,
+    refusals,
 )
 
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "trainingjobs"
@@ -54,8 +54,7 @@ def operator(cluster: Cluster) -> Iterator[OperatorProcess]:
     runner.start()
     yield runner
     runner.stop()
-    logs = runner.logs()
-    assert rbac_refusals(logs) == [], "the operator was refused something it needs"
+    assert refusals(cluster, runner) == [], "the operator was refused something it needs"
     if TIMINGS:
         (cluster.workdir / "trainingjob-timings.json").write_text(json.dumps(TIMINGS, indent=1))
 
@@ -279,6 +278,53 @@ def test_a_failed_pod_fails_with_the_reason(
     wait_for("a Warning event", lambda: failure.reason in events_of(cluster, namespace, case), 20)
 
 
+REFUSED = {
+    "resource-not-standard": (
+        {"resources": {"requests": {"gpu": 1}}},
+        ["the API server refused the training Job", "requests[gpu]"],
+    ),
+    "params-too-large": (
+        {
+            "model": {
+                "estimator": "sklearn.tree.DecisionTreeClassifier",
+                "params": {"x": "y" * 40000},
+            }
+        },
+        ["spec.model.params", "39 KiB as JSON"],
+    ),
+    "params-over-the-annotation-limit": (
+        {
+            "model": {
+                "estimator": "sklearn.tree.DecisionTreeClassifier",
+                "params": {"x": "y" * 360 * 1024},
+            }
+        },
+        ["spec.model.params", "360 KiB as JSON"],
+    ),
+    "schedule-never-due": ({"schedule": "0 0 30 2 *"}, ["spec.schedule '0 0 30 2 *'"]),
+}
+"""Specs the API server accepts and the operator cannot run: Failed (InvalidSpec) at once."""
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_a_spec_the_server_accepts_but_cannot_run_fails_as_invalid_spec(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    case: str,
+) -> None:
+    spec, says = REFUSED[case]
+    create(custom, namespace, manifest(case, **spec))
+    body = phase_is(custom, namespace, case, "Failed")
+    failed = condition(body, "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "InvalidSpec")
+    for words in says:
+        assert words in failed["message"]
+    assert jobs(cluster, namespace, case) == []
+    wait_for("an InvalidSpec event", lambda: "InvalidSpec" in events_of(cluster, namespace, case))
+
+
 def test_a_deadline_fails_it_with_deadline_exceeded(
     cluster: Cluster, operator: OperatorProcess, custom: client.CustomObjectsApi, namespace: str
 ) -> None:
@@ -460,3 +506,37 @@ def test_the_operator_cannot_touch_what_it_does_not_manage(
         assert forbidden.value.status == 403
     client.BatchV1Api(api).list_namespaced_job(namespace)  # what it manages, it may read
     api.close()
+
+
+def test_a_users_job_of_the_training_jobs_name_is_left_untouched(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+) -> None:
+    """A Job of the user's named `<name>-train`: the TrainingJob fails as NameClash naming
+    it, with an Event; the Job keeps its labels and gets no owner."""
+    users = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "clash-train", "namespace": namespace, "labels": {"app": "etl"}},
+        "spec": {
+            "suspend": True,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "etl", "image": "etl:1"}],
+                }
+            },
+        },
+    }
+    cluster.apply(users, namespace=namespace)
+    create(custom, namespace, manifest("clash"))
+    body = phase_is(custom, namespace, "clash", "Failed")
+    failed = condition(body, "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "NameClash")
+    assert "Job clash-train exists and was not created for this TrainingJob" in failed["message"]
+    job = client.BatchV1Api(cluster.api).read_namespaced_job("clash-train", namespace)
+    assert job.metadata.labels == {"app": "etl"}
+    assert not job.metadata.owner_references
+    wait_for("a NameClash event", lambda: "NameClash" in events_of(cluster, namespace, "clash"))

@@ -1,4 +1,9 @@
-"""Real model-server processes (`mlops serve`) on loopback, and a client for them."""
+"""Real model-server processes (`mlops serve`) on loopback, and a client for them.
+
+The servers are given ROUTER_TOKEN and the client sends it as the builtin router does
+(``X-Mlops-Router``): the traffic these helpers send stands for the router's, which is what an
+analysis behind the builtin router counts (source="router"). ``as_router=False`` sends a
+client's own request instead (source="direct")."""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_server.metric_names import ROUTER_HEADER
+
 from .backends import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,6 +27,9 @@ MLOPS = Path(sys.executable).parent / "mlops"
 GOOD_ROW = [5.1, 3.5, 1.4, 0.2]
 BAD_ROW = [-1.0, 3.5, 1.4, 0.2]
 """FaultyClassifier raises on it: a 500."""
+ROUTER_TOKEN = "loopback-router-token-0123456789"
+"""The servers' MLOPS_ROUTER_TOKEN, unless a test gives its own."""
+AS_ROUTER = {ROUTER_HEADER: ROUTER_TOKEN}
 
 
 def iris_artifacts(directory: Path) -> dict[str, tuple[str, str]]:
@@ -64,12 +74,15 @@ def request(
     path: str,
     body: object = None,
     conn: http.client.HTTPConnection | None = None,
+    *,
+    as_router: bool = True,
 ) -> tuple[int, bytes]:
     own = conn is None
     conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         data = None if body is None else json.dumps(body).encode()
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **(AS_ROUTER if as_router else {})}
+        conn.request(method, path, body=data, headers=headers)
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -78,20 +91,25 @@ def request(
 
 
 def infer(
-    port: int, row: list[float], model: str = "iris", conn: http.client.HTTPConnection | None = None
+    port: int,
+    row: list[float],
+    model: str = "iris",
+    conn: http.client.HTTPConnection | None = None,
+    *,
+    as_router: bool = True,
 ) -> int:
     body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": row}]}
-    return request(port, "POST", f"/v2/models/{model}/infer", body, conn)[0]
+    return request(port, "POST", f"/v2/models/{model}/infer", body, conn, as_router=as_router)[0]
 
 
-def send(port: int, count: int, bad_every: int = 0) -> dict[int, int]:
+def send(port: int, count: int, bad_every: int = 0, *, as_router: bool = True) -> dict[int, int]:
     """``count`` requests over one connection; every ``bad_every``-th one fails on purpose."""
     codes: dict[int, int] = {}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         for i in range(count):
             bad = bad_every > 0 and i % bad_every == 0
-            code = infer(port, BAD_ROW if bad else GOOD_ROW, conn=conn)
+            code = infer(port, BAD_ROW if bad else GOOD_ROW, conn=conn, as_router=as_router)
             codes[code] = codes.get(code, 0) + 1
     finally:
         conn.close()
@@ -100,11 +118,23 @@ def send(port: int, count: int, bad_every: int = 0) -> dict[int, int]:
 
 @contextmanager
 def model_server(
-    uri: str, digest: str, variant: str, name: str = "iris", log: Path | None = None
+    uri: str,
+    digest: str,
+    variant: str,
+    name: str = "iris",
+    log: Path | None = None,
+    *,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """`mlops serve` as its own process, ready when this yields."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MLOPS_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}:{REPO / 'operator'}",
+        "MLOPS_LOG_LEVEL": "warning",
+        "MLOPS_ROUTER_TOKEN": ROUTER_TOKEN,
+        **(extra_env or {}),
+    }
     argv = [
         str(MLOPS),
         "serve",

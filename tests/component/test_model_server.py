@@ -45,8 +45,14 @@ def metric_samples(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], fl
 def value(
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
 ) -> float:
-    want = {"model": "iris", "variant": "canary", **labels}
-    return samples.get((name, frozenset(want.items())), 0.0)
+    """The sample with exactly these labels, summed over ``source`` (router, direct) unless
+    that is given too."""
+    want = frozenset({"model": "iris", "variant": "canary", **labels}.items())
+    return sum(
+        number
+        for (sample, have), number in samples.items()
+        if sample == name and want <= have and {k for k, _ in have - want} <= {"source"}
+    )
 
 
 @pytest.fixture(scope="module")

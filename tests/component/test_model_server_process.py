@@ -137,3 +137,56 @@ def test_workers_refuse_a_digest_mismatch_up_front(
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 1, output
     assert "refusing to serve" in output
+
+
+def test_sigterm_drains_keep_alive_clients_that_never_retry(
+    artifact: tuple[Path, str], port: int, stopper: list[subprocess.Popen[str]]
+) -> None:
+    """After SIGTERM the server goes on answering (not ready, Connection: close) for
+    drain_seconds: steady keep-alive clients that never retry lose nothing."""
+    import http.client as httpclient
+    import json
+    import threading
+
+    process = serve(artifact, port, "--drain-seconds=2")
+    stopper.append(process)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, timeout=60)
+    body = json.dumps(BODY)
+    told_to_close = threading.Event()
+    outcomes: list[str] = []
+
+    def client() -> None:
+        connection = httpclient.HTTPConnection("127.0.0.1", port, timeout=10)
+        deadline = None
+        while deadline is None or time.monotonic() < deadline:
+            try:  # one attempt per request: no retry of any kind
+                connection.request("POST", "/v2/models/iris/infer", body)
+                response = connection.getresponse()
+                response.read()
+                outcomes.append(str(response.status))
+            except OSError as error:
+                outcomes.append(type(error).__name__)
+                return
+            if response.getheader("connection") == "close":
+                told_to_close.set()
+                deadline = deadline or time.monotonic() + 0.5
+            elif told_to_close.is_set() and deadline is None:
+                deadline = time.monotonic() + 0.5
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert told_to_close.is_set()
+    assert http(base, "GET", "/v2/health/ready")[0] == 503  # draining: out of the endpoints
+    output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert 1.5 < time.monotonic() - started < 10
+    failed = [o for o in outcomes if o != "200"]
+    assert failed == [], f"{len(failed)} of {len(outcomes)} requests failed: {set(failed)}"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,10 @@ CONNECTIONS = 8
 
 
 class Nginx:
-    def __init__(self, prefix: Path, backends: dict[str, Backend]) -> None:
+    def __init__(
+        self, prefix: Path, backends: dict[str, Backend], client_keepalive: bool = True
+    ) -> None:
+        self.client_keepalive = client_keepalive
         self.prefix = prefix
         self.backends = backends
         self.port = free_port()
@@ -39,18 +43,20 @@ class Nginx:
         self.process: subprocess.Popen[bytes] | None = None
         self.retries = 0
 
-    def write(self, split: Split) -> None:
+    def write(self, split: Split, retired: tuple[str, ...] = ()) -> None:
         text = render(
             NginxConfig(
                 split=split,
                 stable=[self.backends["stable"].address],
                 canary=[self.backends["canary"].address] if split.canary else [],
+                retired=[self.backends[variant].address for variant in retired],
                 listen=f"127.0.0.1:{self.port}",
                 runtime_dir=str(self.prefix),
                 error_log=str(self.prefix / "error.log"),
                 worker_processes="1",
                 user=getpass.getuser() if os.geteuid() == 0 else None,
                 salt="test/iris",
+                client_keepalive=self.client_keepalive,
             )
         )
         self.conf.write_text(text)
@@ -75,9 +81,9 @@ class Nginx:
                 time.sleep(0.05)
         raise AssertionError("nginx did not start: " + (self.prefix / "error.log").read_text())
 
-    def reload(self, split: Split) -> None:
+    def reload(self, split: Split, retired: tuple[str, ...] = ()) -> None:
         assert self.process is not None
-        self.write(split)
+        self.write(split, retired)
         self.process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
@@ -102,7 +108,9 @@ class Nginx:
             if own:
                 conn.close()
 
-    def load(self, count: int, headers: list[dict[str, str]] | None = None) -> list[str]:
+    def load(
+        self, count: int, headers: list[dict[str, str]] | None = None, retry: bool = True
+    ) -> list[str]:
         """`count` requests over keep-alive connections; the variant that served each."""
 
         def worker(index: int) -> list[tuple[int, str]]:
@@ -114,6 +122,10 @@ class Nginx:
                     try:
                         status, variant = self.get(headers=extra, conn=conn)
                     except ConnectionError:
+                        if not retry:
+                            out.append((i, "lost"))
+                            conn.close()
+                            continue
                         # An idle keep-alive connection closed by a worker that shuts down
                         # gracefully: the request was never read, so it is sent again (as
                         # HTTP clients do on a reused connection).
@@ -131,9 +143,9 @@ class Nginx:
 
 
 @contextmanager
-def router(tmp_path: Path, split: Split) -> Iterator[Nginx]:
+def router(tmp_path: Path, split: Split, client_keepalive: bool = True) -> Iterator[Nginx]:
     with serving("stable", "canary") as backends:
-        nginx = Nginx(tmp_path, backends)
+        nginx = Nginx(tmp_path, backends, client_keepalive)
         nginx.write(split)
         nginx.start()
         try:
@@ -215,6 +227,25 @@ def test_reload_under_load_drops_nothing(tmp_path: Path) -> None:
     assert not [v for v in served if v not in ("stable", "canary")]
 
 
+def test_without_client_keep_alive_reloads_lose_nothing_of_a_client_that_never_retries(
+    tmp_path: Path,
+) -> None:
+    """What the local runner does: each answer closes its connection, so a reload (which
+    closes idle keep-alive connections under a client's next request) finds none idle."""
+    with (
+        router(tmp_path, Split(canary_weight=10, canary=True), client_keepalive=False) as nginx,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        running = pool.submit(nginx.load, 3000, None, False)
+        for weight in (25, 50, 75, 90, 60, 30):
+            time.sleep(0.2)
+            nginx.reload(Split(canary_weight=weight, canary=True))
+        served = running.result()
+    assert served.count("lost") == 0
+    assert len(served) == 3000
+    assert not [v for v in served if v not in ("stable", "canary")]
+
+
 @contextmanager
 def model_servers(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Two real `mlops serve` data planes (stable, canary) on loopback: their base URLs."""
@@ -232,6 +263,29 @@ def model_servers(tmp_path: Path) -> Iterator[dict[str, str]]:
         ) as canary,
     ):
         yield {"stable": stable, "canary": canary}
+
+
+def predict(router: str, count: int) -> None:
+    """Predictions order-0, order-1, ... through the router, each answered 200."""
+    from model_server.testing import http
+
+    row = [5.1, 3.5, 1.4, 0.2]
+    for index in range(count):
+        body = {
+            "id": f"order-{index}",
+            "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": row}],
+        }
+        assert http(router, "POST", "/v2/models/iris/infer", body)[0] == 200
+
+
+def feedback(router: str, count: int) -> list[tuple[int, Any]]:
+    """The ground truth of predict's requests, through the router: the answers."""
+    from model_server.testing import http
+
+    return [
+        http(router, "POST", "/v2/models/iris/feedback", {"id": f"order-{i}", "truth": [0]})
+        for i in range(count)
+    ]
 
 
 def feedback_counted(base: str) -> float:
@@ -258,9 +312,6 @@ def test_feedback_through_the_router_reaches_the_variant_that_predicted(
     """The client sends predictions and then their ground truth to the router only, never
     naming a variant: every feedback is accepted, by the variant that made the prediction
     (in shadow, by both: the canary predicted the mirrored copy)."""
-    from model_server.testing import http
-
-    row = [5.1, 3.5, 1.4, 0.2]
     with model_servers(tmp_path) as bases:
         servers = {
             variant: Backend(variant, int(base.rsplit(":", 1)[1]))
@@ -272,18 +323,9 @@ def test_feedback_through_the_router_reaches_the_variant_that_predicted(
         nginx.start()
         try:
             router = f"http://127.0.0.1:{nginx.port}"
-            for index in range(20):
-                body = {
-                    "id": f"order-{index}",
-                    "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": row}],
-                }
-                status, _ = http(router, "POST", "/v2/models/iris/infer", body)
-                assert status == 200
+            predict(router, 20)
             time.sleep(0.5)  # mirrored copies are sent after the answer
-            answers = [
-                http(router, "POST", "/v2/models/iris/feedback", {"id": f"order-{i}", "truth": [0]})
-                for i in range(20)
-            ]
+            answers = feedback(router, 20)
         finally:
             nginx.stop()
         assert [status for status, _ in answers] == [200] * 20, answers
@@ -294,3 +336,33 @@ def test_feedback_through_the_router_reaches_the_variant_that_predicted(
         assert counted["stable"] + counted["canary"] == 20
         assert counted["stable"] > 0
         assert counted["canary"] > 0
+
+
+@pytest.mark.parametrize("retired", [("canary",), ()], ids=["retired", "dropped"])
+def test_feedback_reaches_a_server_the_switch_just_retired(
+    tmp_path: Path, retired: tuple[str, ...]
+) -> None:
+    """A rollback (or a promotion) takes the canary off the split between predictions and
+    their feedback: while its server is retired (not yet stopped), the feedback of what it
+    predicted is still accepted; dropped from the router at once, it gets 404."""
+    with model_servers(tmp_path) as bases:
+        servers = {v: Backend(v, int(base.rsplit(":", 1)[1])) for v, base in bases.items()}
+        nginx = Nginx(tmp_path / "nginx", servers)
+        nginx.prefix.mkdir()
+        nginx.write(Split(canary_weight=50, canary=True))
+        nginx.start()
+        try:
+            router = f"http://127.0.0.1:{nginx.port}"
+            predict(router, 20)
+            nginx.reload(Split(), retired)
+            time.sleep(0.5)  # the new workers take over
+            answers = feedback(router, 20)
+        finally:
+            nginx.stop()
+        by_canary = feedback_counted(bases["canary"])
+    statuses = Counter(status for status, _ in answers)
+    if retired:
+        assert statuses == {200: 20}, answers
+        assert by_canary > 0
+    else:
+        assert statuses[404] > 0, answers

@@ -86,7 +86,9 @@ def test_quickstart_promotes_with_traffic_on_both_variants(tmp_path: Path) -> No
 
 
 def test_bad_model_is_rolled_back_with_the_reason(tmp_path: Path) -> None:
-    code, pids, _ = run_watching(tmp_path, "-f", str(EXAMPLES / "rollback"), "--traffic", "20")
+    code, pids, _ = run_watching(
+        tmp_path, "-f", str(EXAMPLES / "rollback"), "--traffic", "20", "--interval", "5s"
+    )
     assert code == 2
     status_now = status(tmp_path)["modelDeployments"]["wine"]["status"]
     assert status_now["phase"] == "RolledBack"
@@ -151,6 +153,21 @@ def test_up_with_an_invalid_manifest_fails_with_one_line(tmp_path: Path) -> None
     assert "set canaryWeight (a manual split) or steps" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("5x", "'5x' is not a number followed by ms, s, m or h"),
+        ("0s", "'0s' must be longer than 0"),
+    ],
+)
+def test_interval_must_be_a_positive_duration(tmp_path: Path, value: str, why: str) -> None:
+    argv = mlops("up", "-f", str(EXAMPLES / "rollback"), "--interval", value, home=tmp_path)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert f"Invalid value for '--interval': duration {why}" in result.stderr
+    assert not (tmp_path / "state.json").exists()  # refused before anything started
+
+
 def test_status_without_a_run_says_so(tmp_path: Path) -> None:
     result = subprocess.run(
         mlops("status", home=tmp_path), capture_output=True, text=True, check=False
@@ -183,7 +200,7 @@ def test_ab_test_and_shadow_reuse_earlier_models_and_end(tmp_path: Path) -> None
     up = mlops(
         "up", "-f", str(EXAMPLES / "modeldeployment-abtest.yaml"), "-f",
         str(EXAMPLES / "modeldeployment-shadow.yaml"), "--traffic", "20", "--analyses", "1",
-        home=tmp_path,
+        "--interval", "8s", home=tmp_path,
     )  # fmt: skip
     result = subprocess.run(up, capture_output=True, text=True, check=False, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -201,7 +218,7 @@ def test_ab_test_and_shadow_reuse_earlier_models_and_end(tmp_path: Path) -> None
 
 def test_a_rollout_without_traffic_says_how_to_send_some(tmp_path: Path) -> None:
     up = subprocess.Popen(
-        mlops("up", "-f", str(EXAMPLES / "rollback"), home=tmp_path),
+        mlops("up", "-f", str(EXAMPLES / "rollback"), "--interval", "5s", home=tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -222,3 +239,76 @@ def test_a_rollout_without_traffic_says_how_to_send_some(tmp_path: Path) -> None
         if up.poll() is None:
             up.kill()
             up.communicate()
+
+
+BLUE_GREEN = """
+apiVersion: mlops.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: iris-v1}
+spec:
+  dataset: {builtin: iris}
+  model: {estimator: sklearn.tree.DecisionTreeClassifier, params: {max_depth: 2}}
+---
+apiVersion: mlops.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: iris-v2}
+spec:
+  dataset: {builtin: iris}
+  model: {estimator: sklearn.tree.DecisionTreeClassifier, params: {max_depth: 4}}
+---
+apiVersion: mlops.dev/v1alpha1
+kind: ModelDeployment
+metadata: {name: iris}
+spec:
+  stable: {model: {trainingJob: iris-v1}}
+  canary: {model: {trainingJob: iris-v2}}
+  strategy: blueGreen
+  blueGreen: {scaleDownDelay: 3s}
+  traffic: {interval: 3s}
+  analysis: {minRequests: 10, maxErrorRate: 0.01}
+"""
+
+
+def test_blue_green_runs_locally_preview_switch_promote(tmp_path: Path) -> None:
+    """The preview gets its own traffic through the router (the override header), is judged,
+    takes all live traffic at once, and is promoted after the scale-down delay."""
+    manifest = tmp_path / "bluegreen.yaml"
+    manifest.write_text(BLUE_GREEN)
+    code, pids, phases = run_watching(tmp_path, "-f", str(manifest), "--traffic", "20")
+    assert code == 0
+    final = status(tmp_path)["modelDeployments"]["iris"]
+    assert final["status"]["phase"] == "Promoted"
+    assert final["status"]["stable"]["model"] == "iris-v2"
+    assert final["status"]["analysis"]["verdict"] == "Passed"
+    assert final["status"]["history"][-1]["outcome"] == "Promoted"
+    assert final["traffic"]["byVariant"].get("canary", 0) > 0
+    assert "Progressing" in phases
+    assert_all_gone(pids)
+
+
+def test_the_drift_retrain_example_closes_the_loop(tmp_path: Path) -> None:
+    """drift -> retrain -> gate -> canary -> promote, as examples/drift-retrain/README.md runs
+    it: one run trained because of the drift, its model rolled out and promoted."""
+    code, pids, phases = run_watching(
+        tmp_path,
+        "-f",
+        str(EXAMPLES / "drift-retrain"),
+        "--traffic",
+        "20",
+        "--drift-after",
+        "10",
+        timeout=500,
+    )
+    assert code == 0
+    final = status(tmp_path)
+    runs = [name for name in final["trainingJobs"] if name.startswith("iris-train-drift-")]
+    assert len(runs) == 1, final["trainingJobs"].keys()
+    deployment = final["modelDeployments"]["iris"]["status"]
+    assert deployment["phase"] == "Promoted"
+    assert deployment["stable"]["model"] == runs[0]
+    retraining = deployment["retraining"]
+    assert retraining["runs"] == 1
+    assert retraining["run"] == runs[0]
+    assert "maxPsi 1 for 3 interval(s) in a row" in retraining["message"]
+    assert "Progressing" in phases
+    assert_all_gone(pids)

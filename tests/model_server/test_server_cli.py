@@ -58,3 +58,19 @@ def test_flags_and_environment_reach_the_settings(
     (settings,) = seen
     assert (settings.variant, settings.port, settings.allow_pickle) == ("canary", 9000, True)
     assert settings.feedback_capacity == 7
+
+
+def test_a_digest_with_a_trailing_newline_is_a_format_error_naming_the_flag() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--model-uri",
+            "file:///models/iris",
+            "--model-digest",
+            "sha256:" + "a" * 64 + "\n",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--model-digest" in result.output
+    assert "sha256:<64 lowercase hex>" in result.output

@@ -226,3 +226,12 @@ def test_binary_errors(decoder: Decoder, size: int, chunk: bytes, words: str) ->
     ]
     with pytest.raises(InvalidInput, match=words):
         decoder.decode(*binary_request(inputs, [chunk]))
+
+
+def test_a_request_id_beyond_the_limit_is_refused(iris_model: LoadedModel) -> None:
+    decoder = Decoder(iris_model, max_rows=10, max_id_length=256)
+    row = [tensor("x", [1, 4], [5.1, 3.5, 1.4, 0.2])]
+    assert decoder.decode(body(id="a" * 256, inputs=row)).id == "a" * 256
+    with pytest.raises(InvalidInput, match="'id' has 1000000 characters; at most 256") as error:
+        decoder.decode(body(id="a" * 1_000_000, inputs=row))
+    assert error.value.status_code == 400

@@ -75,7 +75,8 @@ def test_infer_counts(iris_plane: DataPlane) -> None:
     assert all(r["outputs"][0]["data"] == [0] for r in responses)
     metrics = samples(iris_plane)
     labels = (("model", "iris"), ("variant", "canary"))
-    assert metrics[("mlops_requests_total", (("code", "200"), *labels))] == 5
+    direct = (("code", "200"), ("model", "iris"), ("source", "direct"), ("variant", "canary"))
+    assert metrics[("mlops_requests_total", direct)] == 5  # no router token: nothing is proved
     assert metrics[("mlops_predictions_total", (("class", "0"), *labels))] == 5
     assert metrics[("mlops_batch_size_sum", labels)] == 5
 

@@ -119,3 +119,36 @@ def test_categorical_drift() -> None:
     for _ in range(10):
         monitor.observe([np.array(["green", None, "red"] * 30, dtype=object)])
     assert monitor.psi()["color"] > 1.0
+
+
+def test_remembered_requests_hold_the_documented_memory_at_most() -> None:
+    # docs/model-server.md: at most ~600 bytes per remembered request with a 256-character id
+    # and 16 rows, plus ~40 bytes per remembered row: ~12 MiB at the defaults.
+    import tracemalloc
+
+    capacity = 2_000
+    store = FeedbackStore(capacity=capacity, classification=True, classes=[0, 1, 2])
+    tracemalloc.start()
+    try:
+        for i in range(3 * capacity):  # three times over: the oldest are forgotten
+            store.remember(f"{i:0256d}", np.array([0, 1, 2, 1] * 4).tolist())
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(store) == capacity
+    assert held < capacity * 600 + capacity * 16 * 40
+
+
+def test_an_id_reused_with_another_prediction_gets_no_feedback() -> None:
+    from model_server.errors import Conflict
+
+    store = FeedbackStore(capacity=10, classification=True, classes=[0, 1])
+    store.remember("order-1001", [0])
+    store.remember("order-1001", [0])  # a retry: the same answer, nothing changes
+    assert store.record("order-1001", [0]).correct == 1
+    store.remember("order-1002", [0])
+    store.remember("order-1002", [1])  # someone else's request under the same id
+    with pytest.raises(Conflict, match="different predictions"):
+        store.record("order-1002", [1])
+    assert store.correct == 1
+    assert store.incorrect == 0

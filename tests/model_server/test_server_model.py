@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,54 @@ def test_only_sklearn_and_numpy_types_are_trusted() -> None:
     ]
     with pytest.raises(ModelLoadError, match=r"builtins\.eval, evil\.Thing"):
         trusted_types(["sklearn.tree._tree.Tree", "evil.Thing", "builtins.eval"])
+
+
+@pytest.mark.parametrize("suffix", ["\n", " ", "\r\n"])
+def test_a_digest_with_anything_after_it_is_a_format_error(
+    iris: tuple[Path, str], suffix: str
+) -> None:
+    with pytest.raises(ModelLoadError, match=r"model_digest: .* is not of the form"):
+        load(str(iris[0]), iris[1] + suffix)
+
+
+def test_loading_leaves_nothing_in_the_temporary_directory(
+    iris: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsspec
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    load(str(iris[0]), iris[1])  # a local artifact is read in place
+    remote = fsspec.filesystem("memory")
+    for file in iris[0].iterdir():
+        remote.pipe(f"/leftovers/iris/{file.name}", file.read_bytes())
+    try:
+        assert load("memory://leftovers/iris", iris[1]).classes == [0, 1, 2]
+        with pytest.raises(ModelLoadError):
+            load("memory://leftovers/iris", "sha256:" + "0" * 64)
+    finally:
+        remote.rm("/leftovers", recursive=True)
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("uri", "says"),
+    [
+        ("s3:///models/iris", "an s3:// URI needs a bucket name"),
+        ("pvc:///models/iris", "a pvc:// URI needs a claim name"),
+        ("gs://models/iris", "unsupported model store URI"),
+        ("s3://models/iris", "cannot read the store: NoCredentialsError"),
+    ],
+)
+def test_a_store_that_cannot_be_read_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, uri: str, says: str
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(ModelLoadError, match=says) as raised:
+        load(uri, "sha256:" + "0" * 64)
+    assert "\n" not in str(raised.value)

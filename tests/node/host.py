@@ -9,8 +9,9 @@ Network: the bridge BRIDGE carries NODE_ADDRESS, the node's InternalIP, where th
 server, the kubelet and CoreDNS listen; Pods get addresses of POD_SUBNET on it and routes
 only to the bridge and the Service range: no default route, no masquerading, and a
 FORWARD guard drops anything that would leave the bridge, so nothing a Pod sends can leave
-the machine. Only the bridge forwards (net.ipv4.conf.<bridge>.forwarding; ip_forward stays
-as it is).
+the machine (in the mangle table, which a packet meets before any filter rule: the
+NetworkPolicy enforcer's ACCEPTs come first in the filter table). Only the bridge forwards
+(net.ipv4.conf.<bridge>.forwarding; ip_forward stays as it is).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ SYSCTLS = (
     "net/bridge/bridge-nf-call-iptables",
     "net/netfilter/nf_conntrack_max",
 )
+IPSET_PREFIX = "KUBE-"
 CHAIN = re.compile(r"^:((?:KUBE|CNI)-[\w-]+|" + GUARD + r") ")
 
 
@@ -166,11 +168,12 @@ class NodeHost:
 
     def _guard(self) -> None:
         for iptables in ("iptables", "ip6tables"):
-            run(iptables, "-w", "-N", GUARD)
-            run(iptables, "-w", "-A", GUARD, "-i", BRIDGE, "-o", BRIDGE, "-j", "RETURN")
-            run(iptables, "-w", "-A", GUARD, "-i", BRIDGE, "-j", "DROP")
-            run(iptables, "-w", "-A", GUARD, "-o", BRIDGE, "-j", "DROP")
-            run(iptables, "-w", "-I", "FORWARD", "1", "-j", GUARD)
+            table = (iptables, "-w", "-t", "mangle")
+            run(*table, "-N", GUARD)
+            run(*table, "-A", GUARD, "-i", BRIDGE, "-o", BRIDGE, "-j", "RETURN")
+            run(*table, "-A", GUARD, "-i", BRIDGE, "-j", "DROP")
+            run(*table, "-A", GUARD, "-o", BRIDGE, "-j", "DROP")
+            run(*table, "-I", "FORWARD", "1", "-j", GUARD)
 
 
 def sysctl(key: str, value: str) -> None:
@@ -206,6 +209,7 @@ def cleanup() -> None:
         unmount_under(root)
     delete_links()
     flush_chains()
+    destroy_ipsets()
     with contextlib.suppress(HostError):
         run("conntrack", "-D", "-s", POD_SUBNET, check=False)
     remove_cgroups()
@@ -315,6 +319,20 @@ def _our_chains(saved: str) -> tuple[dict[str, list[str]], list[tuple[str, list[
     return ours, jumps
 
 
+def our_ipsets() -> list[str]:
+    """The NetworkPolicy enforcer's ip sets (kube-router's KUBE-*: ours, by the lock)."""
+    if shutil.which("ipset") is None:
+        return []
+    names = run("ipset", "list", "-n", check=False).split()
+    return [name for name in names if name.startswith(IPSET_PREFIX)]
+
+
+def destroy_ipsets() -> None:
+    """After flush_chains: a set still named by a rule cannot be destroyed."""
+    for name in our_ipsets():
+        run("ipset", "destroy", name, check=False)
+
+
 def remove_cgroups() -> None:
     for hierarchy in CGROUP_ROOT.iterdir():
         ours = hierarchy / CGROUP
@@ -357,6 +375,7 @@ def leftovers(root: Path | None = None) -> list[str]:
     if root is not None:
         under = str(root.resolve()) + "/"
         found += [f"mount {p}" for p in _mount_points() if p.startswith(under)]
+    found += [f"ipset {name}" for name in our_ipsets()]
     for save in ("iptables-save", "ip6tables-save"):
         if shutil.which(save):
             ours, _ = _our_chains(run(save, check=False))

@@ -1,5 +1,6 @@
 """One real node joined to the test control plane: containerd 2 + runc, the kubelet, a bridge
-CNI network, kube-proxy (iptables), CoreDNS and static local volumes.
+CNI network, kube-proxy (iptables), CoreDNS, static local volumes, and kube-router as the
+NetworkPolicy enforcer (its firewall only: the bridge plugin enforces no NetworkPolicy).
 
 Everything lives in `root` (the pytest tmp dir): containerd's root, state and socket, the
 kubelet's root, the CNI config, the volumes, every log. tests/node/host.py owns the host
@@ -13,16 +14,25 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
-from tests.cluster.controlplane import SERVICE_CIDR, write_kubeconfig
-from tests.cluster.harness import REPO, Cluster, node_ready, wait_for
+from tests.cluster.controlplane import SERVICE_CIDR, ControlPlane, write_kubeconfig
+from tests.cluster.harness import (
+    REPO,
+    Cluster,
+    cluster_role,
+    find_binaries,
+    node_ready,
+    user_subject,
+    wait_for,
+)
 from tests.cluster.pki import Pair, Pki
 from tests.cluster.processes import Process, free_port, wait_until
 
@@ -45,6 +55,23 @@ IMAGES_BUILD = REPO / "hack" / "images" / "build.sh"
 STORAGE_CLASS = "mlops-local"
 VOLUMES = 8
 SIMULATED_TAINT = {"key": "mlops.dev/simulated", "value": "true", "effect": "NoSchedule"}
+KUBE_ROUTER_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "namespaces", "nodes", "services", "endpoints"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": ["list", "watch"],
+    },
+    {
+        "apiGroups": ["discovery.k8s.io"],
+        "resources": ["endpointslices"],
+        "verbs": ["list", "watch"],
+    },
+]
 COREDNS_RULES = [
     {
         "apiGroups": [""],
@@ -104,6 +131,8 @@ class RealNode:
             self._start_kube_proxy()
             self._start_coredns()
             self._mark("kube-proxy, CoreDNS", started)
+            self._start_firewall()
+            self._mark("kube-router", started)
             self._storage()
             self._keep_off_simulated_node()
         except BaseException:
@@ -254,28 +283,40 @@ class RealNode:
             [proc],
         )
 
+    def _start_firewall(self) -> None:
+        """kube-router as the NetworkPolicy firewall only (no routing, no service proxy): its
+        chains in the filter table's INPUT, FORWARD and OUTPUT see the bridge's traffic
+        (bridge-nf-call-iptables), its ip sets hold the Pods each policy selects. Ready once its
+        first sync has put the explicit ACCEPT at the end of its FORWARD chain."""
+        user = "system:kube-router"
+        self.cluster.apply(*cluster_role(user, KUBE_ROUTER_RULES, user_subject(user)))
+        kubeconfig = self.root / "kube-router.kubeconfig"
+        write_kubeconfig(kubeconfig, self.cluster_url, self.pki.ca.cert, self.pki.client(user))
+        proc = self._spawn(
+            "kube-router",
+            [
+                self.bin / "kube-router",
+                "--run-firewall=true",
+                "--run-router=false",
+                "--run-service-proxy=false",
+                "--enable-cni=false",
+                f"--kubeconfig={kubeconfig}",
+                f"--hostname-override={NODE_NAME}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--health-port=0",
+                "--metrics-port=0",
+                "--v=1",
+            ],
+        )
+        wait_until("kube-router's first sync", firewall_synced, 60, [proc])
+
     def _start_coredns(self) -> None:
         """CoreDNS as a node process on NODE_ADDRESS:53, behind the kube-dns Service (a
         ClusterIP with an EndpointSlice naming that address), so Pods use it as in a cluster."""
         user = "system:coredns"
-        role = {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": user},
-            "rules": COREDNS_RULES,
-        }
-        binding = {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": user},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": user,
-            },
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        }
-        self.cluster.apply(role, binding, *kube_dns_service())
+        self.cluster.apply(
+            *cluster_role(user, COREDNS_RULES, user_subject(user)), *kube_dns_service()
+        )
         kubeconfig = self.root / "coredns.kubeconfig"
         write_kubeconfig(kubeconfig, self.cluster_url, self.pki.ca.cert, self.pki.client(user))
         ready, health = free_port(), free_port()
@@ -339,6 +380,24 @@ class RealNode:
 
 
 # -- configuration -------------------------------------------------------------------------
+
+
+FIREWALL_ACCEPT = "rule to explicitly ACCEPT traffic that comply to network policies"
+"""The comment of the rule kube-router appends to its chains at the end of each full sync."""
+
+
+def firewall_rules() -> str:
+    """The filter table as iptables-save prints it (kube-router's chains among it)."""
+    return subprocess.run(
+        ["iptables-save", "-t", "filter"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def firewall_synced() -> bool:
+    return any(
+        line.startswith("-A KUBE-ROUTER-FORWARD") and FIREWALL_ACCEPT in line
+        for line in firewall_rules().splitlines()
+    )
 
 
 def cni_config() -> dict[str, Any]:
@@ -599,3 +658,29 @@ def pod_logs(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
 
 
 __all__ = ["RealNode", "node_binaries", "pod_logs", "wait_for"]
+
+
+@contextlib.contextmanager
+def started_node(root: Path) -> Iterator[tuple[Cluster, RealNode]]:
+    """The host, the control plane on the node's bridge and the real node, as the `cluster`
+    and `node` fixtures start them (the lock waits for another session's node to go)."""
+    cache = find_binaries()
+    host = NodeHost(root / "realnode")
+    host.setup()
+    plane = ControlPlane(cache / "bin", cache, root / "cluster")
+    plane.address = NODE_ADDRESS
+    try:
+        plane.start()
+        api = config.new_client_from_config(config_file=str(plane.admin_kubeconfig))
+        found = Cluster(plane.admin_kubeconfig, api, True, plane.root, cache, plane.pki, plane)
+        assert plane.pki is not None
+        node = RealNode(found, plane.pki, host, cache / "bin", node_binaries(), host.root)
+        node.start()
+        try:
+            yield found, node
+        finally:
+            node.stop()
+            api.close()
+    finally:
+        plane.stop()
+        host.teardown()

@@ -45,7 +45,7 @@ def deployment(spec: Variant, which: str = "stable") -> dict[str, Any]:
 
 def env(obj: dict[str, Any]) -> dict[str, str]:
     container = obj["spec"]["template"]["spec"]["containers"][0]
-    return {item["name"]: item["value"] for item in container["env"]}
+    return {item["name"]: item["value"] for item in container["env"] if "value" in item}
 
 
 @pytest.mark.parametrize("which", ["stable", "canary"])
@@ -140,3 +140,26 @@ def test_services_and_budget() -> None:
     )
     assert entry("builtin")["spec"]["selector"]["app.kubernetes.io/component"] == "router"
     assert entry("gatewayAPI")["spec"]["selector"]["mlops.dev/variant"] == "stable"
+
+
+def test_explanations_are_off_by_default_and_switched_on_per_variant() -> None:
+    assert "MLOPS_EXPLAIN" not in env(deployment(variant()))
+    assert "MLOPS_EXPLAIN" not in env(deployment(variant(explain={"enabled": False})))
+    obj = deployment(variant(explain={"enabled": True, "samples": 500, "maxRows": 20}), "canary")
+    validate(obj)
+    assert (
+        env(obj).items()
+        >= {
+            "MLOPS_EXPLAIN": "true",
+            "MLOPS_EXPLAIN_SAMPLES": "500",
+            "MLOPS_EXPLAIN_MAX_ROWS": "20",
+        }.items()
+    )
+
+
+def test_explain_env_names_are_model_server_settings() -> None:
+    from model_server.settings import ServerSettings
+
+    names = variant(explain={"enabled": True}).explain.server_env()  # type: ignore[union-attr]
+    fields = {f"MLOPS_{name.upper()}" for name in ServerSettings.model_fields}
+    assert set(names) <= fields

@@ -129,6 +129,34 @@ CASES = {
         "Paused",
     ),
     "no canary is stable": Case(CANARY, [None], ["done", "done"], [0, 0], "Stable", canary=None),
+    "blue-green judges the preview, switches at once, promotes after the delay": Case(
+        replace(CANARY, strategy="blueGreen", scale_down_delay=10),
+        [HEALTHY, None],
+        ["start", "advance", "promote"],
+        [0, 100, 0],
+        "Promoted",
+    ),
+    "a failing blue-green preview is rolled back before any live traffic": Case(
+        replace(CANARY, strategy="blueGreen"),
+        [ERRORS, ERRORS],
+        ["start", "hold", "rollback"],
+        [0, 0, 0],
+        "RolledBack",
+    ),
+    "blue-green without autoPromote waits for a person": Case(
+        replace(CANARY, strategy="blueGreen", auto_promote=False),
+        [HEALTHY, HEALTHY],
+        ["start", "hold", "hold"],
+        [0, 0, 0],
+        "Progressing",
+    ),
+    "blue-green without analysis switches after one interval": Case(
+        replace(CANARY, strategy="blueGreen", preview_analysis=False),
+        [ERRORS, ERRORS],
+        ["start", "advance", "promote"],
+        [0, 100, 0],
+        "Promoted",
+    ),
     "single failure limit rolls back at once": Case(
         replace(CANARY, thresholds=replace(STRICT, failure_limit=1)),
         [ERRORS],
@@ -292,6 +320,17 @@ def test_relative_thresholds_need_the_stable_numbers() -> None:
     assert evaluate(RELATIVE, worse, VariantMetrics(requests=100))[0] == "Passed"
 
 
+def test_a_canary_that_lost_a_server_mid_interval_may_fail_but_never_pass() -> None:
+    healthy = VariantMetrics(requests=100, error_rate=0.0, lost=("iris-canary-7d9-x2",))
+    verdict, message = evaluate(STRICT, healthy)
+    assert verdict == "Inconclusive"
+    assert "canary server(s) iris-canary-7d9-x2 left or restarted during the interval" in message
+    failing = replace(healthy, error_rate=0.5)
+    assert evaluate(STRICT, failing)[0] == "Failed"
+    thinned_stable = replace(STABLE, lost=("iris-stable-1",))
+    assert evaluate(RELATIVE, replace(healthy, lost=()), thinned_stable)[0] == "Passed"
+
+
 def test_decide_compares_the_canary_with_the_stable_variant() -> None:
     plan = Plan(steps=(10, 50), interval=30, thresholds=replace(RELATIVE, failure_limit=1))
     started = decide(plan, RolloutState(), "sha256:c", 0.0).state
@@ -324,3 +363,108 @@ def test_plan_from_spec() -> None:
 )
 def test_seconds(text: str, value: float) -> None:
     assert seconds(text) == value
+
+
+def test_blue_green_waits_for_the_preview_servers_and_aborts_instantly() -> None:
+    plan = replace(CANARY, strategy="blueGreen", scale_down_delay=60)
+    started = decide(plan, RolloutState(), "sha256:new", 1_000).state
+    held = decide(plan, started, "sha256:new", 1_031, HEALTHY, ready=False)
+    assert (held.action, held.reason, held.state.weight) == ("hold", "PreviewNotReady", 0)
+    assert held.state.since == started.since  # checked again at the next tick
+    switched = decide(plan, held.state, "sha256:new", 1_032, HEALTHY)
+    assert (switched.action, switched.reason, switched.state.weight) == ("advance", "Switched", 100)
+    assert switched.requeue == 60
+    waiting = decide(plan, switched.state, "sha256:new", 1_062)
+    assert waiting.action == "wait"  # the scale-down delay, not the interval
+    from mlops_operator.canary.commands import parse
+
+    aborted = decide(plan, switched.state, "sha256:new", 1_040, command=parse("abort/1"))
+    assert (aborted.action, aborted.state.weight, aborted.reason) == ("rollback", 0, "Aborted")
+    by_hand = decide(plan, started, "sha256:new", 1_001, command=parse("promote/1"))
+    assert (by_hand.reason, by_hand.state.weight) == ("Switched", 100)
+
+
+def test_webhook_gates_hold_and_open() -> None:
+    """confirm-rollout holds at 0% until it answers 2xx; pre-rollout then runs; a failing
+    rollout hook is a failed analysis; confirm-promotion holds the last step's weight."""
+    from mlops_operator.canary.hooks import Outcome
+    from mlops_operator.canary.machine import hooks_due
+
+    yes, no = Outcome(True, "ok"), Outcome(False, "gate: HTTP 403")
+    plan = replace(
+        CANARY,
+        hooks=frozenset({"confirm-rollout", "pre-rollout", "rollout", "confirm-promotion"}),
+    )
+    new = "sha256:new"
+    started = decide(plan, RolloutState(), new, 1_000)
+    assert (started.state.gate, started.state.weight) == ("confirm-rollout", 0)
+    assert hooks_due(plan, started.state, new, 1_001) == ("confirm-rollout",)
+    held = decide(plan, started.state, new, 1_001, hooks={"confirm-rollout": no})
+    assert (held.action, held.reason, held.state.weight) == ("hold", "WaitingForConfirmRollout", 0)
+    assert "HTTP 403" in held.message
+    later = decide(plan, held.state, new, 1_002, hooks={"confirm-rollout": yes})
+    assert (later.state.gate, later.reason) == ("pre-rollout", "WaitingForPreRollout")
+    assert hooks_due(plan, later.state, new, 1_003) == ("pre-rollout",)
+    opened = decide(plan, later.state, new, 1_003, hooks={"pre-rollout": yes})
+    assert (opened.action, opened.state.weight, opened.state.gate) == ("advance", 10, None)
+    assert hooks_due(plan, opened.state, new, 1_034) == ("rollout",)
+    failed = decide(plan, opened.state, new, 1_034, HEALTHY, hooks={"rollout": no})
+    assert (failed.verdict, failed.state.failures) == ("Failed", 1)
+    assert "rollout webhook failed: gate: HTTP 403" in failed.message
+    step = decide(plan, failed.state, new, 1_065, HEALTHY, hooks={"rollout": yes})
+    assert step.state.weight == 50
+    waiting = decide(plan, step.state, new, 1_096, HEALTHY, hooks={"rollout": yes})
+    assert (waiting.reason, waiting.state.gate, waiting.state.weight) == (
+        "WaitingForConfirmPromotion",
+        "confirm-promotion",
+        50,
+    )
+    assert hooks_due(plan, waiting.state, new, 1_097) == ("confirm-promotion",)  # every tick
+    still = decide(plan, waiting.state, new, 1_097, hooks={"confirm-promotion": no})
+    assert (still.action, still.state.weight) == ("hold", 50)
+    done = decide(plan, still.state, new, 1_098, hooks={"confirm-promotion": yes})
+    assert (done.action, done.state.phase) == ("promote", "Promoted")
+
+
+def test_a_failing_pre_rollout_hook_counts_as_a_failed_analysis_and_rolls_back() -> None:
+    from mlops_operator.canary.hooks import Outcome
+
+    plan = replace(CANARY, hooks=frozenset({"pre-rollout"}))
+    state = decide(plan, RolloutState(), "sha256:new", 1_000).state
+    for now in (1_001, 1_032):
+        decision = decide(
+            plan, state, "sha256:new", now, hooks={"pre-rollout": Outcome(False, "x")}
+        )
+        state = decision.state
+    assert (decision.action, decision.reason) == ("rollback", "PreRolloutFailed")
+
+
+def test_a_rollback_hook_answering_2xx_rolls_back() -> None:
+    from mlops_operator.canary.hooks import Outcome
+
+    plan = replace(CANARY, hooks=frozenset({"rollback"}))
+    state = decide(plan, RolloutState(), "sha256:new", 1_000).state
+    decision = decide(
+        plan, state, "sha256:new", 1_031, HEALTHY, hooks={"rollback": Outcome(True, "stop")}
+    )
+    assert (decision.action, decision.reason, decision.state.weight) == (
+        "rollback",
+        "RollbackWebhook",
+        0,
+    )
+
+
+def test_a_model_stable_within_the_rollback_window_is_promoted_at_once() -> None:
+    from mlops_operator.canary.machine import recently_stable
+
+    plan = replace(CANARY, rollback_window=2)
+    # v1 -> v2 -> v3 -> v4: the last two promotions had v2, v3 and v4 stable
+    history = (("sha256:v2", "sha256:v1"), ("sha256:v3", "sha256:v2"), ("sha256:v4", "sha256:v3"))
+    state = RolloutState(phase="Promoted", canary="sha256:v4", promotions=history)
+    assert recently_stable(plan, state) == {"sha256:v2", "sha256:v3", "sha256:v4"}
+    back = decide(plan, state, "sha256:v3", 1_000)
+    assert (back.action, back.reason, back.state.phase) == ("promote", "RollbackWindow", "Promoted")
+    assert back.state.weight == 0
+    too_old = decide(plan, state, "sha256:v1", 1_000)
+    assert (too_old.action, too_old.state.weight) == ("start", 10)
+    assert decide(CANARY, state, "sha256:v3", 1_000).action == "start"  # no window: steps

@@ -10,6 +10,7 @@ from mlops_operator.canary.metrics import (
     Counters,
     difference,
     increase,
+    lost,
     quantile,
     summarize,
 )
@@ -49,6 +50,21 @@ def test_difference_over_servers_that_come_and_go() -> None:
     previous = {"a": Counters(requests=10, errors=1), "gone": Counters(requests=99)}
     current = {"a": Counters(requests=30, errors=3), "new": Counters(requests=5, errors=1)}
     assert difference(previous, current) == Counters(requests=25, errors=3, buckets={})
+
+
+def test_servers_gone_or_restarted_are_lost_to_the_interval() -> None:
+    previous = {
+        "a": Counters(requests=10),
+        "gone": Counters(requests=99),
+        "restarted": Counters(requests=50, errors=5),
+    }
+    current = {
+        "a": Counters(requests=30),
+        "new": Counters(requests=5),
+        "restarted": Counters(requests=3),
+    }
+    assert lost(previous, current) == ("gone", "restarted")
+    assert lost(previous, previous) == ()
 
 
 def test_summarize() -> None:

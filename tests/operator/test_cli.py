@@ -118,3 +118,19 @@ def test_validate_leaves_an_unmounted_claim_to_the_cluster(
     code, out = validate_one(tmp_path, DATA="pvc://mlops-data/churn.csv")
     assert code == 1
     assert "looked at" in out
+
+
+def test_validate_refuses_a_duplicate_key_naming_it_and_its_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "tj.yaml"
+    manifest.write_text(
+        "apiVersion: mlops.dev/v1alpha1\nkind: TrainingJob\nmetadata: {name: twice}\nspec:\n"
+        "  dataset: {builtin: iris}\n  model:\n"
+        "    estimator: sklearn.linear_model.LogisticRegression\n"
+        "    estimator: sklearn.ensemble.RandomForestClassifier\n"
+    )
+    result = CliRunner().invoke(main, ["validate", "-f", str(manifest)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: {manifest}: cannot read manifest: duplicate key 'estimator' on line 8 "
+        "(first on line 7)"
+    ]

@@ -77,4 +77,4 @@ def test_examples_cover_both_kinds_and_every_strategy() -> None:
         if document["kind"] == "ModelDeployment"
     }
     assert kinds == {"TrainingJob", "ModelDeployment"}
-    assert strategies == {"canary", "abTest", "shadow"}
+    assert strategies == {"canary", "blueGreen", "abTest", "shadow"}

@@ -20,6 +20,7 @@ from mlops_operator.objects import (
     CONFIG_MAP,
     DEPLOYMENT,
     DISRUPTION_BUDGET,
+    NETWORK_POLICY,
     SERVICE,
     Kind,
 )
@@ -38,7 +39,15 @@ def test_every_provider_of_the_api_has_a_row_and_a_chart_value() -> None:
 
 @pytest.mark.parametrize(
     "kind",
-    [DEPLOYMENT, SERVICE, CONFIG_MAP, DISRUPTION_BUDGET, AUTOSCALER, *PROVIDER_KINDS],
+    [
+        DEPLOYMENT,
+        SERVICE,
+        CONFIG_MAP,
+        DISRUPTION_BUDGET,
+        AUTOSCALER,
+        NETWORK_POLICY,
+        *PROVIDER_KINDS,
+    ],
     ids=lambda kind: kind.kind,
 )
 def test_the_operator_may_write_and_delete_every_child_kind(kind: Kind) -> None:

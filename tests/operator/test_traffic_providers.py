@@ -10,6 +10,7 @@ from mlops_operator.traffic import Split, Sticky
 from mlops_operator.traffic.gateway import http_route
 from mlops_operator.traffic.istio import virtual_service
 from mlops_operator.traffic.nginx import NginxConfig, checksum, render
+from mlops_operator.traffic.providers import PROVIDERS
 from mlops_operator.traffic.router import CHECKSUM_ANNOTATION, RouterOptions, router_objects
 
 pytestmark = pytest.mark.unit
@@ -82,7 +83,10 @@ def test_router_objects_are_valid_and_roll_on_change() -> None:
     assert annotations[CHECKSUM_ANNOTATION] == checksum(text)
     assert annotations != second[1]["spec"]["template"]["metadata"]["annotations"]
     strategy = deployment["spec"]["strategy"]["rollingUpdate"]
-    assert strategy == {"maxUnavailable": 0, "maxSurge": 1}
+    assert strategy == {
+        "maxUnavailable": 0,
+        "maxSurge": "100%",
+    }  # a new set at once: a hand-off rolls it 3 times
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
@@ -136,3 +140,63 @@ def test_virtual_service() -> None:
     shadow = virtual_service("iris", "ml", Split(canary=True, mirror=True), router)
     assert shadow["spec"]["http"][-1]["mirror"]["host"] == "iris-canary.ml.svc.cluster.local"
     assert shadow["spec"]["http"][-1]["mirrorPercentage"] == {"value": 100.0}
+
+
+def test_the_router_proof_is_included_wherever_nginx_proxies() -> None:
+    from mlops_operator.traffic.proof import snippet
+
+    token = "k" * 43
+    assert snippet(token) == f'proxy_set_header X-Mlops-Router "{token}";\n'
+    for bad in ("short", 'a" ; evil "' * 3, "k" * 20 + ";" + "k" * 20, "k" * 20 + "\n"):
+        with pytest.raises(ValueError, match="router token"):
+            snippet(bad)
+    mirrored = render(
+        NginxConfig(
+            split=Split(canary=True, mirror=True),
+            stable=["s:80"],
+            canary=["c:80"],
+            proof="/etc/nginx/mlops-router/proxy-headers.conf",
+        )
+    )
+    # the server's level, and the mirror's location (which sets headers of its own, so it
+    # inherits none)
+    assert mirrored.count("include /etc/nginx/mlops-router/proxy-headers.conf;") == 2
+    assert token not in mirrored
+    assert "X-Mlops-Router" not in mirrored
+
+
+def test_without_a_proof_a_clients_copy_of_the_header_is_dropped() -> None:
+    text = conf(Split(canary=True, mirror=True))
+    assert text.count('proxy_set_header X-Mlops-Router "";') == 2
+    assert "include" not in text
+
+
+def _router(replicas: int = 1, **status: int) -> dict[str, object]:
+    stored = {
+        "metadata": {"name": "iris-router", "generation": 2},
+        "spec": {"replicas": replicas},
+        "status": {"observedGeneration": 2, "replicas": replicas, "updatedReplicas": replicas},
+    }
+    stored["status"].update(status)  # type: ignore[attr-defined]
+    return stored
+
+
+@pytest.mark.parametrize(
+    ("router", "settled"),
+    [
+        (_router(), True),
+        (_router(terminatingReplicas=0), True),
+        (_router(updatedReplicas=0), False),  # the new Pods not there yet
+        (_router(replicas=2, updatedReplicas=1), False),
+        (_router(observedGeneration=1), False),  # the controller has not seen the change
+        # rolled out, but the old Pod still answers its keep-alive clients (preStop)
+        (_router(terminatingReplicas=1), False),
+    ],
+)
+def test_a_canarys_servers_go_only_once_no_router_pod_may_still_send_to_them(
+    router: dict[str, object], settled: bool
+) -> None:
+    builtin = PROVIDERS["builtin"]
+    assert builtin.settled("iris", {}, {("Deployment", "iris-router"): router}, []) is settled
+    assert builtin.settled("iris", {}, {}, []) is True  # no router: nothing sends to the canary
+    assert PROVIDERS["gatewayAPI"].settled("iris", {}, {}, []) is True

@@ -203,3 +203,38 @@ def test_long_names_are_cut_with_a_hash_and_stay_distinct() -> None:
 )
 def test_pvc_claim(uri: str | None, claim: str | None) -> None:
     assert pvc_claim(uri) == claim
+
+
+def test_a_parallel_search_is_an_indexed_job_of_one_pod_per_worker() -> None:
+    job = build_job(trainingjob("trainingjob-search-bayesian.yaml", backoffLimit=2), SETTINGS)
+    kubernetes_validate.validate(job, "1.34", strict=True)
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == spec["parallelism"] == 3
+    assert spec["backoffLimitPerIndex"] == 2  # each worker retried on its own
+    assert spec["maxFailedIndexes"] == 0  # worker 0 waits for all: one lost for good fails it
+    assert spec["podReplacementPolicy"] == "Failed"  # never two Pods of one index at once
+    assert "backoffLimit" not in spec
+    assert spec["podFailurePolicy"]["rules"][0]["action"] == "FailJob"
+    assert env(job)["MLOPS_MODEL_VERSION"] == "20261122-100000-0a1b"  # one for all workers
+
+
+def test_a_search_in_one_pod_stays_a_plain_job() -> None:
+    job = build_job(trainingjob("trainingjob-search-halving.yaml"), SETTINGS)
+    assert "completionMode" not in job["spec"]
+    assert job["spec"]["backoffLimit"] == 1
+
+
+def test_the_salt_comes_from_its_secret_and_the_tracking_server_from_the_operator() -> None:
+    body = trainingjob(
+        privacy={"hash": ["email"], "saltSecretRef": {"name": "churn-salt", "key": "pepper"}}
+    )
+    job = build_job(body, OperatorSettings(tracking_uri="http://mlflow.mlops:5000"))
+    kubernetes_validate.validate(job, "1.34", strict=True)
+    assert env(job)["MLOPS_PRIVACY_SALT"] == {
+        "secretKeyRef": {"name": "churn-salt", "key": "pepper"}
+    }
+    assert env(job)["MLOPS_TRACKING_URI"] == "http://mlflow.mlops:5000"
+    plain = env(build_job(trainingjob(), SETTINGS))
+    assert "MLOPS_PRIVACY_SALT" not in plain
+    assert "MLOPS_TRACKING_URI" not in plain

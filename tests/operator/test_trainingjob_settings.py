@@ -51,7 +51,8 @@ def test_rbac_rules_are_policy_rules_with_no_wildcards() -> None:
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[key], rule
     secrets = [r for r in rules if "secrets" in r["resources"]]
-    assert secrets == []
+    # Only the feedback tokens' Secrets are created; none is ever read, listed or changed.
+    assert [(r["resources"], r["verbs"]) for r in secrets] == [(["secrets"], ["create"])]
 
 
 def test_rbac_rules_make_a_valid_cluster_role() -> None:
@@ -88,7 +89,7 @@ def test_operator_command_is_documented() -> None:
         assert option in result.output
 
 
-def test_kopf_keeps_state_in_annotations_and_watches_only_our_pods_and_jobs() -> None:
+def test_kopf_keeps_state_in_annotations_and_watches_only_our_objects() -> None:
     import kopf
     from kopf._cogs.structs.references import Resource
 
@@ -107,10 +108,15 @@ def test_kopf_keeps_state_in_annotations_and_watches_only_our_pods_and_jobs() ->
     assert sorted(selectors.collect(pods)) != []
     assert [",".join(sorted(s.split(","))) for s in selectors.collect(pods)] == expected
     assert [",".join(sorted(s.split(","))) for s in selectors.collect(jobs)] == expected
-    assert list(selectors.collect(deployments)) == []
+    children = ["app.kubernetes.io/managed-by=mlops-operator,mlops.dev/modeldeployment"]
+    assert [",".join(sorted(s.split(","))) for s in selectors.collect(deployments)] == children
+    configmaps = Resource("", "v1", "configmaps", kind="ConfigMap", namespaced=True)
+    assert list(selectors.collect(configmaps)) == []  # not watched at all
 
 
-def test_timer_successes_are_not_logged_every_tick(caplog: pytest.LogCaptureFixture) -> None:
+def test_timer_and_watch_event_successes_are_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from mlops_operator.operator import quiet_timers
 
     objects = logging.getLogger("test.kopf.objects")
@@ -118,6 +124,8 @@ def test_timer_successes_are_not_logged_every_tick(caplog: pytest.LogCaptureFixt
     quiet_timers(objects)
     with caplog.at_level(logging.INFO, logger="test.kopf.objects"):
         objects.info("Timer 'tick' succeeded.")
+        objects.info("Handler 'child-deployments' succeeded.")
+        objects.info("Handler 'pod_event' succeeded.")
         objects.info("Handler 'changed' succeeded.")
         objects.error("Timer 'tick' failed with an exception. Will retry.")
     assert [r.getMessage() for r in caplog.records] == [

@@ -145,6 +145,25 @@ def test_backoff_exhausted_counts_attempts_and_quotes_the_last_error() -> None:
     assert status["attempts"] == 2
 
 
+def test_a_model_store_fault_stays_the_reason_after_the_retries() -> None:
+    message = (
+        '{"phase": "Failed", "reason": "ModelStoreFull", "exitCode": 17, "message": '
+        '"model store pvc://mlops-models is full (OSError: No space left on device)"}'
+    )
+    pods = [
+        pod("p1", "Failed", created="2026-11-22T10:00:02Z", state=terminated(17, message)),
+        pod("p2", "Failed", created="2026-11-22T10:01:02Z", state=terminated(17, message)),
+    ]
+    status, _ = compute(
+        trainingjob(), job([true("Failed", "BackoffLimitExceeded")], failed=2), pods, NOW
+    )
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "ModelStoreFull"
+    assert "model store pvc://mlops-models is full" in failed["message"]
+    assert "failed 2 times" in failed["message"]
+    assert "model" not in status
+
+
 def test_trainer_reason_is_kept_for_non_retryable_errors() -> None:
     message = '{"reason": "EstimatorNotAllowed", "message": "os.system is not allowed"}'
     pods = [pod(phase="Failed", state=terminated(7, message))]
@@ -278,3 +297,76 @@ def test_a_rejected_spec_is_failed_with_the_reason() -> None:
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert (failed["status"], failed["reason"]) == ("True", "InvalidSpec")
     assert "startTime" not in status
+
+
+def indexed_job(**status: Any) -> dict[str, Any]:
+    found = job(**status)
+    found["spec"].update(completionMode="Indexed", completions=3, parallelism=3)
+    return found
+
+
+def search_result(completed: int, *, model: bool) -> str:
+    search = {
+        "strategy": "bayesian",
+        "progress": f"{completed}/30",
+        "planned": 30,
+        "completed": completed,
+        "pruned": 2,
+        "failed": 1,
+        "workers": 3,
+        "bestScore": 0.97,
+        "bestParams": {"C": 3.2},
+        "secondsPerTrial": 1.5,
+    }
+    if model:
+        return result(search=search)
+    return result(search=search, model=None, reason="Searched")
+
+
+def search_body() -> dict[str, Any]:
+    return trainingjob("trainingjob-search-bayesian.yaml")
+
+
+def test_a_parallel_search_shows_its_planned_trials_and_running_workers() -> None:
+    pods = [pod(f"w{i}", created=f"2026-11-22T10:00:0{i}Z") for i in range(2)]
+    status, _ = compute(search_body(), indexed_job(active=2), pods, NOW)
+    assert status["phase"] == "Running"
+    assert status["message"] == "search: 2 worker Pods running, 0 of 3 finished"
+    assert status["search"]["progress"] == "0/30"
+    assert status["search"]["workers"] == 3
+
+
+def test_a_finished_worker_reports_the_study_so_far() -> None:
+    pods = [
+        pod("w0"),
+        pod("w1", "Succeeded", state=terminated(0, search_result(12, model=False))),
+        pod("w2", "Succeeded", state=terminated(0, search_result(17, model=False))),
+    ]
+    status, _ = compute(search_body(), indexed_job(active=1, succeeded=2), pods, NOW)
+    assert status["phase"] == "Running"
+    assert status["search"]["progress"] == "17/30"
+    assert "model" not in status
+
+
+def test_the_search_succeeds_with_the_publishing_workers_result() -> None:
+    pods = [
+        pod(
+            "w0",
+            "Succeeded",
+            created="2026-11-22T10:00:01Z",
+            state=terminated(0, search_result(30, model=True)),
+        ),
+        pod(
+            "w1",
+            "Succeeded",
+            created="2026-11-22T10:00:05Z",
+            state=terminated(0, search_result(12, model=False)),
+        ),
+    ]
+    complete = indexed_job(conditions=[true("Complete")], succeeded=3)
+    status, _ = compute(search_body(), complete, pods, NOW)
+    assert status["phase"] == "Succeeded", status["message"]
+    assert status["model"] == RESULT["model"]
+    assert status["search"]["progress"] == "30/30"
+    assert (status["search"]["pruned"], status["search"]["failed"]) == (2, 1)
+    TrainingJobStatus.model_validate(status)

@@ -92,7 +92,8 @@ def chart_values(found: Mapping[str, Image]) -> dict[str, Any]:
 class Buildah:
     """buildah on the build script's own storage (vfs, chroot isolation, no daemon)."""
 
-    def __init__(self, cache: Path) -> None:
+    def __init__(self, cache: Path, runtime: Path | None = None) -> None:
+        self.runtime = runtime
         self.base = [
             "buildah",
             "--root",
@@ -143,6 +144,8 @@ class Buildah:
         args = [*self.base, "run", "--isolation", isolation]
         if isolation == "oci":
             args.append("--network=host")
+            if self.runtime:
+                args += ["--runtime", str(self.runtime)]
         if user:
             args += ["--user", user]
         for source, target in volumes:

@@ -116,6 +116,17 @@ def test_modeldeployment_health(phase: str, expected: str) -> None:
     assert health("ModelDeployment", resource("ModelDeployment", status))["status"] == expected
 
 
+def test_a_promotion_handing_off_is_progressing() -> None:
+    message = "promotion: the stable servers roll to the promoted model (the canary serves)"
+    status = {
+        "phase": "Promoted",
+        "handoff": {"stage": "roll", "previous": {"uri": "pvc://m/v1", "digest": "sha256:1"}},
+        "conditions": [condition("Progressing", "True", "Promoting", message)],
+    }
+    found = health("ModelDeployment", resource("ModelDeployment", status))
+    assert found == {"status": "Progressing", "message": f"Promoting: {message}"}
+
+
 def test_modeldeployment_without_status_is_progressing() -> None:
     assert health("ModelDeployment", resource("ModelDeployment", None))["status"] == "Progressing"
 

@@ -109,12 +109,43 @@ def test_defaults_render_the_expected_objects() -> None:
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Deployment",
+            "NetworkPolicy",
             "PersistentVolumeClaim",
             "Pod",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
             "Service",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
+
+
+def test_two_replicas_elect_a_leader_and_keep_one_through_a_drain() -> None:
+    objects = render()
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    env = {e["name"]: e["value"] for e in container(objects)["env"] if "value" in e}
+    assert env["MLOPS_LEADER_ELECTION"] == "true"
+    assert env["MLOPS_LEADER_ELECTION_NAMESPACE"] == NAMESPACE
+    budget = one(objects, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    (role,) = (r for r in by_kind(objects, "Role") if "leader" in r["metadata"]["name"])
+    assert role["metadata"]["namespace"] == NAMESPACE
+    named = [r for r in role["rules"] if r.get("resourceNames")]
+    assert named == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [env["MLOPS_LEADER_ELECTION_LEASE"]],
+            "verbs": ["get", "update"],
+        }
+    ]
+    assert by_kind(render({"operator": {"replicas": 1}}), "PodDisruptionBudget") == []
 
 
 def test_values_schema_rejects_a_misspelled_key() -> None:
@@ -251,19 +282,25 @@ def test_rbac_is_least_privilege() -> None:
         assert "*" not in rule["verbs"], rule
         assert "*" not in rule["resources"], rule
         assert "*" not in rule["apiGroups"], rule
-        assert "secrets" not in rule["resources"], rule
+        if "secrets" in rule["resources"]:  # the feedback tokens: created, never read
+            assert (rule["resources"], rule["verbs"]) == (["secrets"], ["create"]), rule
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
-def test_watch_namespaces_bind_the_role_only_there() -> None:
+def test_watch_namespaces_get_roles_only_there() -> None:
     objects = render({"operator": {"watchNamespaces": ["team-a", "team-b"]}})
     assert by_kind(objects, "ClusterRoleBinding") == []
+    assert by_kind(objects, "ClusterRole") == []
+    rules = yaml.safe_load((CHART / "files" / "rbac-rules.yaml").read_text())
+    roles = [r for r in by_kind(objects, "Role") if r["metadata"]["namespace"] != NAMESPACE]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(r["rules"] == rules for r in roles)
     bindings = by_kind(objects, "RoleBinding")
+    bindings = [b for b in bindings if b["metadata"]["namespace"] != NAMESPACE]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
-    role = one(objects, "ClusterRole")["metadata"]["name"]
+    role = roles[0]["metadata"]["name"]
     assert all(
-        b["roleRef"]
-        == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}
+        b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role}
         for b in bindings
     )
     env = container(objects)["env"]
@@ -426,3 +463,32 @@ def test_operator_env_is_operator_settings() -> None:
         assert set(env) <= fields, set(env) - fields
         settings = OperatorSettings(**{k[len("MLOPS_") :].lower(): v for k, v in env.items()})
         assert settings.image == env["MLOPS_IMAGE"]
+
+
+def test_network_policies_name_the_operator_and_prometheus() -> None:
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    objects = render(
+        {
+            "networkPolicy": {
+                "prometheus": {
+                    "namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
+                    "podSelector": {"app.kubernetes.io/name": "prometheus"},
+                }
+            }
+        }
+    )
+    env = {e["name"]: e.get("value") for e in container(objects)["env"]}
+    peers = json.loads(env["MLOPS_METRICS_FROM"])
+    assert peers[1] == prometheus
+    operator_peer = peers[0]
+    assert operator_peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    assert "kubernetes.io/metadata.name" in operator_peer["namespaceSelector"]["matchLabels"]
+    policy = one(objects, "NetworkPolicy")
+    health, metrics = policy["spec"]["ingress"]
+    assert "from" not in health
+    assert metrics["from"] == [prometheus]
+    assert metrics["ports"] == [{"protocol": "TCP", "port": 9090}]
+    assert "from" not in one(render(), "NetworkPolicy")["spec"]["ingress"][1]

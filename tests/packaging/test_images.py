@@ -27,9 +27,11 @@ from mlops_operator.builders.job import build_job
 from mlops_operator.defaults import RUN_AS
 from mlops_operator.settings import OperatorSettings
 from mlops_operator.traffic.nginx import HEALTH_PATH
+from mlops_operator.traffic.proof import SNIPPET_KEY, snippet
 from mlops_operator.traffic.router import RouterOptions, router_objects
 from mlops_operator.traffic.split import VARIANT_HEADER, Split
 from tests.corpus import EXAMPLES
+from tests.node.realnode import node_binaries
 from tests.operator.trainingjob_fixtures import trainingjob
 
 from .images import REPO, Buildah, Image, build, cache_dir, chart_values, images
@@ -158,7 +160,8 @@ def built() -> dict[str, Image]:
 
 @pytest.fixture(scope="module")
 def bah(built: dict[str, Image]) -> Buildah:
-    return Buildah(cache_dir())
+    # The real node's runc (Debian's buildah only recommends one; none may be installed).
+    return Buildah(cache_dir(), runtime=node_binaries() / "bin" / "runc")
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +331,14 @@ def test_router_image_runs_the_operators_nginx_config(
     conf = tmp_path / "nginx.conf"
     conf.write_text(conf_map["data"]["nginx.conf"])
     user = pod["securityContext"]["runAsUser"]
-    volumes = [(conf, mount["mountPath"])]
+    # The router token's Secret, as the kubelet mounts it: the snippet the config includes.
+    (proof,) = (m for m in container["volumeMounts"] if m["name"] == "proof")
+    snippets = tmp_path / "proof"
+    snippets.mkdir()
+    (snippets / SNIPPET_KEY).write_text(snippet("t" * 32))
+    snippets.chmod(0o755)
+    (snippets / SNIPPET_KEY).chmod(0o644)
+    volumes = [(conf, mount["mountPath"]), (snippets, proof["mountPath"])]
     # nginx resolves the upstreams' Service names when it loads the configuration.
     services = {
         f"{name}-{v}.{namespace}.svc.cluster.local": "127.0.0.1" for v in ("stable", "canary")

@@ -46,6 +46,7 @@ def test_trains_and_publishes(  # noqa: PLR0917
         "metadata.json",
         "model.onnx",
         "model.skops",
+        "report.html",
     ]
     assert "Succeeded" in run.stdout
     assert len(result["importance"]) <= 10

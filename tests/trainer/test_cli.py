@@ -175,3 +175,37 @@ def test_sigterm_still_reports_and_leaves_nothing(tmp_path: Path) -> None:
     assert result["reason"] == "Terminated"
     assert "SIGTERM" in result["message"]
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("*"))
+
+
+@pytest.mark.parametrize("store", ["s3://", "s3:///models", "pvc:///models", "gs://models"])
+def test_a_store_without_a_bucket_or_claim_is_an_invalid_store(tmp_path: Path, store: str) -> None:
+    spec = json.dumps({"dataset": {"builtin": "iris"}, "model": {"estimator": "sklearn.svm.SVC"}})
+    log = tmp_path / "t"
+    args = ["train", "--spec-json", spec, "--name", "x", "--store", store]
+    result = CliRunner().invoke(main, [*args, "--termination-log", str(log)])
+    assert result.exit_code == 13
+    reported = json.loads(log.read_text())
+    assert reported["reason"] == "InvalidStore"
+    assert f"model store {store!r}" in reported["message"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"output": {"uri": "s3://"}}, "output.uri: a model store"),
+        ({"split": {"seed": 5_000_000_000}}, "split.seed"),
+        ({"dataset": {"uri": "file:///d.csv", "target": "t" * 65536}}, "dataset.target"),
+        ({"model": {"estimator": "sklearn.svm.SVC", "params": {"x": "y" * 40000}}}, "model.params"),
+    ],
+)
+def test_a_spec_out_of_bounds_is_an_invalid_spec_naming_the_field(
+    tmp_path: Path, spec: dict[str, object], says: str
+) -> None:
+    full = {"dataset": {"builtin": "iris"}, "model": {"estimator": "sklearn.svm.SVC"}, **spec}
+    log = tmp_path / "t"
+    args = ["train", "--spec-json", json.dumps(full), "--name", "x", "--store", "file:///tmp"]
+    result = CliRunner().invoke(main, [*args, "--termination-log", str(log)])
+    assert result.exit_code == 2
+    reported = json.loads(log.read_text())
+    assert reported["reason"] == "InvalidSpec"
+    assert says in reported["message"]

@@ -171,6 +171,7 @@ def test_s3_data_and_model_store(train: Trainer, s3: object, tmp_path: Path) -> 
         "metadata.json",
         "model.onnx",
         "model.skops",
+        "report.html",
     ]
     local = fetch_directory(model["uri"], tmp_path / "fetched")
     assert compute_digest(local) == model["digest"]

@@ -107,3 +107,25 @@ The default model store URI: modelStore.uri, else the root of the model-store cl
 {{- printf "pvc://%s" (include "mlops-operator.modelStoreClaim" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The NetworkPolicy peers that may scrape metrics (JSON): the operator's Pods, and Prometheus
+when networkPolicy.prometheus names it.
+*/}}
+{{- define "mlops-operator.metricsFrom" -}}
+{{- $operator := dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .Release.Namespace)) "podSelector" (dict "matchLabels" (include "mlops-operator.selectorLabels" . | fromYaml)) -}}
+{{- $peers := list $operator -}}
+{{- with .Values.networkPolicy.prometheus -}}
+{{- if or .namespaceSelector .podSelector -}}
+{{- $peers = append $peers (include "mlops-operator.prometheusPeer" $ | fromJson) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $peers -}}
+{{- end }}
+
+{{- define "mlops-operator.prometheusPeer" -}}
+{{- $peer := dict -}}
+{{- with .Values.networkPolicy.prometheus.namespaceSelector }}{{- $_ := set $peer "namespaceSelector" (dict "matchLabels" .) -}}{{- end -}}
+{{- with .Values.networkPolicy.prometheus.podSelector }}{{- $_ := set $peer "podSelector" (dict "matchLabels" .) -}}{{- end -}}
+{{- toJson $peer -}}
+{{- end }}

@@ -2,22 +2,48 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from mlops_operator.api.base import ApiModel, Rule, defaulted
 from mlops_operator.api.common import (
+    CHILD_SUFFIX_MAX,
+    DNS_1035_PATTERN,
     DURATION_PATTERN,
+    NAME_MAX,
     Condition,
     ModelRef,
     ObjectMeta,
     Resources,
+    name_rules,
 )
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 ProviderName = Literal["builtin", "gatewayAPI", "istio"]
 """The traffic providers: one row each in mlops_operator.traffic.providers.PROVIDERS."""
+NAME_MOST = NAME_MAX - CHILD_SUFFIX_MAX
+MIN_INTERVAL_SECONDS = 1
+HOST_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+HTTP_URL_PATTERN = (
+    r"^https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)"
+    r"(:[0-9]{1,5})?(/[^\s]*)?$"
+)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def interval_seconds(text: str) -> float | None:
+    """A traffic.interval in seconds; None when it is not one (CEL's duration() reads the same)."""
+    found = re.fullmatch(DURATION_PATTERN, text)
+    if found is None:
+        return None
+    return int(text[: found.start(1)]) * _UNITS[found.group(1)]
+
+
+def _long_enough(interval: str) -> bool:
+    seconds = interval_seconds(interval)
+    return seconds is None or seconds >= MIN_INTERVAL_SECONDS
 
 
 class Autoscaling(ApiModel):
@@ -39,6 +65,27 @@ class Autoscaling(ApiModel):
     )
 
 
+class Explain(ApiModel):
+    """Per-prediction explanations (shap) on the variant's model servers."""
+
+    enabled: bool = False
+    """Answer POST /v2/models/<name>/explain (off by default: it costs CPU and memory)."""
+    samples: Annotated[int, Field(ge=10, le=100_000)] = 200
+    """Estimators that are neither tree ensembles nor linear: model evaluations per row."""
+    max_rows: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """Most rows in one explain request."""
+
+    def server_env(self) -> dict[str, str]:
+        """The model server's settings (MLOPS_* variables) this asks for."""
+        if not self.enabled:
+            return {}
+        return {
+            "MLOPS_EXPLAIN": "true",
+            "MLOPS_EXPLAIN_SAMPLES": str(self.samples),
+            "MLOPS_EXPLAIN_MAX_ROWS": str(self.max_rows),
+        }
+
+
 class Variant(ApiModel):
     """A model and the model servers that serve it."""
 
@@ -47,6 +94,8 @@ class Variant(ApiModel):
     """Model servers to run (without autoscaling)."""
     resources: Resources | None = None
     autoscaling: Autoscaling | None = None
+    explain: Explain | None = None
+    """Per-prediction explanations on this variant's servers."""
 
 
 class Traffic(ApiModel):
@@ -57,8 +106,8 @@ class Traffic(ApiModel):
     steps: Annotated[list[Annotated[int, Field(ge=1, le=100)]] | None, Field(max_length=20)] = None
     """Canary weights to go through, strictly ascending, e.g. [10, 25, 50]; after the last
     healthy step the canary is promoted."""
-    interval: Annotated[str, Field(pattern=DURATION_PATTERN)] = "1m"
-    """How long each step lasts and how often the analysis runs, e.g. 30s, 2m."""
+    interval: Annotated[str, Field(pattern=DURATION_PATTERN, max_length=16)] = "1m"
+    """How long each step lasts and how often the analysis runs, e.g. 30s, 2m (at least 1s)."""
     pause: bool = False
     """Hold the rollout where it is."""
 
@@ -77,6 +126,21 @@ class Traffic(ApiModel):
             ),
             field_path=".steps",
         ),
+        Rule(
+            "!has(self.steps) || size(self.steps) > 0",
+            "traffic.steps must not be empty: list the weights, e.g. [10, 25, 50], or leave "
+            "steps out for the default 10, 25, 50",
+            lambda t: t.steps is None or len(t.steps) > 0,
+            field_path=".steps",
+        ),
+        Rule(
+            f"!has(self.interval) || !self.interval.matches(r'{DURATION_PATTERN}') "
+            f"|| duration(self.interval) >= duration('{MIN_INTERVAL_SECONDS}s')",
+            f"traffic.interval must be at least {MIN_INTERVAL_SECONDS}s: each interval is one "
+            "analysis of the metrics, e.g. 30s",
+            lambda t: _long_enough(t.interval),
+            field_path=".interval",
+        ),
     )
 
 
@@ -85,7 +149,7 @@ class MetricsSource(ApiModel):
 
     source: Literal["builtin", "prometheus"] = "builtin"
     """builtin scrapes the model servers' /metrics; prometheus queries a Prometheus server."""
-    prometheus_url: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    prometheus_url: Annotated[str | None, Field(max_length=2048)] = None
     """The Prometheus server, e.g. http://prometheus.monitoring:9090."""
 
     rules = (
@@ -93,6 +157,16 @@ class MetricsSource(ApiModel):
             "!has(self.source) || self.source != 'prometheus' || has(self.prometheusUrl)",
             "analysis.metrics.prometheusUrl is required when source is prometheus",
             lambda m: m.source != "prometheus" or m.prometheus_url is not None,
+            field_path=".prometheusUrl",
+        ),
+        Rule(
+            f"!has(self.prometheusUrl) || self.prometheusUrl.matches(r'{HTTP_URL_PATTERN}')",
+            "analysis.metrics.prometheusUrl: an http(s) URL with a host name and no spaces, "
+            "e.g. http://prometheus.monitoring:9090",
+            lambda m: (
+                m.prometheus_url is None
+                or re.fullmatch(HTTP_URL_PATTERN, m.prometheus_url) is not None
+            ),
             field_path=".prometheusUrl",
         ),
     )
@@ -116,6 +190,15 @@ class Analysis(ApiModel):
     max_accuracy_drop: Annotated[float | None, Field(ge=0, le=1)] = None
     """Compared with the stable variant: the canary's online accuracy may be at most this
     much lower than the stable's, e.g. 0.02 (both need feedback in the interval)."""
+    max_latency_p99_ratio: Annotated[float | None, Field(gt=0, le=1000)] = None
+    """Compared with the stable variant: the canary's p99 may be at most this many times the
+    stable's over the same interval, e.g. 1.5."""
+    min_agreement: Annotated[float | None, Field(ge=0, le=1)] = None
+    """strategy shadow: the lowest fraction of mirrored rows whose prediction agrees with the
+    stable model's prediction of the same input, e.g. 0.95 (docs/rollout-control.md)."""
+    agreement_tolerance: Annotated[float | None, Field(ge=0)] = None
+    """strategy shadow, regressors: predictions at most this far apart agree (default 0:
+    equal); classifiers agree on equal classes."""
     min_requests: Annotated[int, Field(ge=0)] = 20
     """Fewer requests than this in an interval decide nothing: the step is held."""
     failure_limit: Annotated[int, Field(ge=1, le=100)] = 2
@@ -144,6 +227,93 @@ class ABTest(ApiModel):
     )
 
 
+class BlueGreen(ApiModel):
+    """Blue-green: the candidate at full size behind a preview Service, then all traffic moves
+    to it at once; the old variant keeps running for scaleDownDelay, so an abort is instant."""
+
+    pre_promotion_analysis: bool = True
+    """Judge the preview (spec.analysis, each traffic.interval) before switching. Its traffic
+    is yours to send: the <name>-preview Service, the entry with the header
+    x-mlops-variant: canary, or a rollout webhook running a load test."""
+    auto_promote: bool = True
+    """Switch by itself once the preview is ready (and its analysis passed); false: wait for
+    `mlops promote`."""
+    scale_down_delay: Annotated[str, Field(pattern=DURATION_PATTERN)] = "30s"
+    """How long the old variant keeps its servers after the switch (an abort within it moves
+    traffic back at once); then the candidate is promoted."""
+
+
+WebhookKind = Literal[
+    "pre-rollout", "rollout", "confirm-rollout", "confirm-promotion", "post-rollout", "rollback"
+]
+"""Flagger's hook points (mlops_operator.canary.hooks says what each answer does)."""
+
+
+class Webhook(ApiModel):
+    """An HTTP endpoint called with a JSON POST at one point of every rollout."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    """Names the hook in conditions, Events and status.webhooks."""
+    type: WebhookKind
+    """pre-rollout, rollout (each interval), confirm-rollout, confirm-promotion (gates that
+    hold until a 2xx answer), post-rollout, or rollback (a 2xx answer rolls back)."""
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    """Where the POST goes, e.g. http://loadtester.test/gate/approve."""
+    timeout: Annotated[str, Field(pattern=DURATION_PATTERN)] = "10s"
+    """How long one attempt may take."""
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    """Attempts after the first when there is no answer or a 5xx one (a 4xx is final)."""
+    metadata: dict[str, str] | None = None
+    """Sent as the body's metadata, e.g. the command a load tester should run."""
+
+
+NotificationEvent = Literal["started", "step", "paused", "promoted", "rolledBack", "failed"]
+"""What a rollout notifies (mlops_operator.canary.notifications maps decisions to them)."""
+
+
+class NotificationSink(ApiModel):
+    """Where rollout notifications go: a generic JSON webhook or a Slack incoming webhook."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    """Names the sink in the operator's logs and metrics."""
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    """The endpoint, e.g. https://hooks.slack.com/services/T000/B000/XXXX."""
+    format: Literal["generic", "slack"] = "generic"
+    """generic: the documented JSON body; slack: {"text": ...} (Slack-compatible, also
+    Mattermost and Rocket.Chat incoming webhooks)."""
+    events: Annotated[list[NotificationEvent], Field(min_length=1, max_length=6)] | None = None
+    """The events sent; by default all: started, step, paused, promoted, rolledBack, failed."""
+    timeout: Annotated[str, Field(pattern=DURATION_PATTERN)] = "5s"
+    """How long one attempt may take (never holding a rollout: sinks are called apart)."""
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    """Attempts after the first when there is no answer or a 5xx one."""
+
+
+class Retraining(ApiModel):
+    """Sustained drift on the stable variant starts a new run of its TrainingJob."""
+
+    training_job: Annotated[str | None, Field(max_length=253)] = None
+    """The TrainingJob a run is made of (its spec, its labels: a canary whose selector
+    follows them rolls the new model out); by default spec.stable.model.trainingJob."""
+    max_psi: Annotated[float, Field(gt=0)] = 0.2
+    """An interval drifts when the stable model servers' highest feature PSI
+    (mlops_feature_drift_psi) is above this."""
+    intervals: Annotated[int, Field(ge=1, le=100)] = 3
+    """Drifting intervals in a row that start a run."""
+    interval: Annotated[str, Field(pattern=DURATION_PATTERN)] = "1m"
+    """How often the drift is read (while no rollout is under way)."""
+    cooldown: Annotated[str, Field(pattern=DURATION_PATTERN)] = "1h"
+    """At most one run per cooldown."""
+
+
+class RollbackWindow(ApiModel):
+    """Going back to a model that was stable recently skips the steps and the analysis."""
+
+    promotions: Annotated[int, Field(ge=1, le=10)]
+    """A canary whose model the stable variant served within the last this many promotions
+    is promoted at once (status.history holds them)."""
+
+
 class ParentRef(ApiModel):
     """A Gateway API parent (a Gateway) the HTTPRoute attaches to."""
 
@@ -161,19 +331,30 @@ class Router(ApiModel):
     provider: ProviderName | None = None
     """builtin (an nginx router), gatewayAPI (an HTTPRoute) or istio (a VirtualService);
     by default the operator's."""
-    parent_refs: list[ParentRef] | None = None
+    parent_refs: Annotated[list[ParentRef] | None, Field(max_length=32)] = None
     """gatewayAPI: the Gateways to attach to."""
-    hosts: list[str] | None = None
-    """gatewayAPI and istio: the host names routed, e.g. [fraud.example.com]."""
+    hosts: Annotated[list[Annotated[str, Field(max_length=253)]] | None, Field(max_length=16)] = (
+        None
+    )
+    """gatewayAPI and istio: the host names routed, e.g. [fraud.example.com] (no scheme,
+    port or path)."""
     gateways: list[str] | None = None
     """istio: the Istio Gateways the VirtualService binds to (default: the mesh)."""
 
     rules = (
         Rule(
-            "!has(self.provider) || self.provider != 'gatewayAPI' || has(self.parentRefs)",
+            "!has(self.provider) || self.provider != 'gatewayAPI' "
+            "|| (has(self.parentRefs) && size(self.parentRefs) > 0)",
             "router.parentRefs is required with the gatewayAPI provider",
             lambda r: r.provider != "gatewayAPI" or bool(r.parent_refs),
             field_path=".parentRefs",
+        ),
+        Rule(
+            f"!has(self.hosts) || self.hosts.all(h, h.matches(r'{HOST_PATTERN}'))",
+            "router.hosts: host names such as iris.example.com or *.example.com, without a "
+            "scheme, port or path",
+            lambda r: all(re.fullmatch(HOST_PATTERN, h) for h in r.hosts or ()),
+            field_path=".hosts",
         ),
     )
 
@@ -185,11 +366,23 @@ class ModelDeploymentSpec(ApiModel):
     """The model serving all traffic when no rollout is under way."""
     canary: Variant | None = None
     """The candidate model; its presence starts a rollout."""
-    strategy: Literal["canary", "abTest", "shadow"] = "canary"
-    """canary: weighted steps with automated analysis; abTest: a sticky split;
-    shadow: the canary gets a mirrored copy of the traffic, its answers are dropped."""
+    strategy: Literal["canary", "blueGreen", "abTest", "shadow"] = "canary"
+    """canary: weighted steps with automated analysis; blueGreen: a preview at full size,
+    then all traffic at once; abTest: a sticky split; shadow: the canary gets a mirrored copy
+    of the traffic, its answers are dropped."""
     traffic: Traffic = defaulted(Traffic)
     analysis: Analysis = defaulted(Analysis)
+    blue_green: BlueGreen | None = None
+    """blueGreen's settings (all defaulted)."""
+    webhooks: Annotated[list[Webhook] | None, Field(max_length=20)] = None
+    """Called at Flagger's points of every rollout (docs/rollout-control.md)."""
+    notifications: Annotated[list[NotificationSink] | None, Field(max_length=10)] = None
+    """Sinks told of each rollout's events, besides the operator-wide ones."""
+    rollback_window: RollbackWindow | None = None
+    """Returning to a recently stable model is promoted without steps or analysis."""
+    retraining: Retraining | None = None
+    """Drift-triggered retraining: sustained drift starts a run of the stable model's
+    TrainingJob (docs/rollout-control.md)."""
     ab_test: ABTest | None = None
     router: Router = defaulted(Router)
 
@@ -208,6 +401,48 @@ class ModelDeploymentSpec(ApiModel):
             "!has(self.stable.model.selector)",
             "stable.model.selector is not allowed: only the canary can follow new TrainingJobs",
             lambda s: s.stable.model.selector is None,
+        ),
+        Rule(
+            "self.strategy == 'canary' || !has(self.traffic) "
+            "|| (!has(self.traffic.canaryWeight) && !has(self.traffic.steps))",
+            "traffic.canaryWeight and traffic.steps apply to the canary strategy only: abTest "
+            "splits by abTest.canaryPercent, shadow mirrors all the traffic, blueGreen "
+            "switches all of it at once",
+            lambda s: (
+                s.strategy == "canary"
+                or (s.traffic.canary_weight is None and s.traffic.steps is None)
+            ),
+        ),
+        Rule(
+            "!has(self.retraining) || has(self.retraining.trainingJob) "
+            "|| has(self.stable.model.trainingJob)",
+            "retraining.trainingJob is required when spec.stable.model names no trainingJob",
+            lambda s: (
+                s.retraining is None
+                or s.retraining.training_job is not None
+                or s.stable.model.training_job is not None
+            ),
+        ),
+        Rule(
+            "self.strategy == 'shadow' || !has(self.analysis) "
+            "|| (!has(self.analysis.minAgreement) && !has(self.analysis.agreementTolerance))",
+            "analysis.minAgreement and analysis.agreementTolerance apply to strategy shadow "
+            "only: agreement is measured on the mirrored requests by the shadow's servers",
+            lambda s: (
+                s.strategy == "shadow"
+                or (s.analysis.min_agreement is None and s.analysis.agreement_tolerance is None)
+            ),
+        ),
+        Rule(
+            "self.strategy == 'blueGreen' || !has(self.blueGreen)",
+            "blueGreen applies to strategy blueGreen only: set strategy: blueGreen or remove it",
+            lambda s: s.strategy == "blueGreen" or s.blue_green is None,
+        ),
+        Rule(
+            "!has(self.webhooks) || self.webhooks.all(w, "
+            "self.webhooks.filter(x, x.name == w.name).size() == 1)",
+            "webhooks: each name once (it names the hook in conditions and status)",
+            lambda s: len({w.name for w in s.webhooks or ()}) == len(s.webhooks or ()),
         ),
     )
 
@@ -240,6 +475,23 @@ class VariantAnalysis(ApiModel):
     """The 99th-percentile latency in milliseconds."""
     accuracy: float | None = None
     """Online accuracy from feedback, when any was sent."""
+    agreement: float | None = None
+    """shadow: the fraction of its rows whose prediction agreed with the stable model's."""
+    compared: float | None = None
+    """shadow: the rows compared with the stable model's predictions (agreed or not)."""
+
+
+class Comparison(ApiModel):
+    """The canary against the stable variant over the same interval."""
+
+    error_rate_increase: float | None = None
+    """The canary's error rate minus the stable's."""
+    latency_p99_increase_ms: float | None = None
+    """The canary's p99 minus the stable's, in milliseconds."""
+    latency_p99_ratio: float | None = None
+    """The canary's p99 divided by the stable's."""
+    accuracy_drop: float | None = None
+    """The stable's online accuracy minus the canary's."""
 
 
 class Counters(ApiModel):
@@ -255,6 +507,12 @@ class Counters(ApiModel):
     """Feedback rows whose prediction was correct."""
     incorrect: float = 0
     """Feedback rows whose prediction was wrong."""
+    agree: float = 0
+    """shadow: rows whose prediction agreed with the stable model's."""
+    disagree: float = 0
+    """shadow: rows whose prediction differed from the stable model's."""
+    skipped: float = 0
+    """shadow: rows not compared with the stable model's prediction."""
 
 
 class AnalysisStatus(ApiModel):
@@ -266,12 +524,20 @@ class AnalysisStatus(ApiModel):
     """The index in traffic.steps of the current step."""
     verdict: Literal["Passed", "Failed", "Inconclusive"] | None = None
     """Passed, Failed, or Inconclusive (too few requests)."""
+    judged: str | None = None
+    """When the verdict was given (RFC 3339)."""
+    weight: int | None = None
+    """The canary's weight during the interval judged."""
+    gate: Literal["confirm-rollout", "pre-rollout", "confirm-promotion"] | None = None
+    """The webhook gate the rollout waits at."""
     failures: int = 0
     """Failed analyses in a row."""
     message: str | None = None
     """The analysis in words, with the numbers."""
     stable: VariantAnalysis | None = None
     canary: VariantAnalysis | None = None
+    comparison: Comparison | None = None
+    """The canary against the stable variant over the interval judged."""
     snapshot: dict[str, dict[str, Counters]] | None = None
     """builtin metrics: each variant's model servers' counters at the start of the interval,
     by variant then by server, so an operator restarted mid-interval still differences them."""
@@ -288,6 +554,104 @@ class PromotedModel(ApiModel):
     """The artifact's pinned digest."""
     replaces: str | None = None
     """The digest spec.stable resolved to at promotion; when spec.stable changes, it wins."""
+
+
+class PreviousModel(ApiModel):
+    """The model the stable variant served before a promotion."""
+
+    model: str | None = None
+    """The TrainingJob name or the uri."""
+    uri: str
+    """The artifact."""
+    digest: str
+    """The artifact's pinned digest."""
+
+
+class HandoffStatus(ApiModel):
+    """A promotion under way: the stable variant takes the canary's model without losing a
+    request (docs/modeldeployment.md, The promotion's hand-off)."""
+
+    stage: Literal["shift", "roll", "switch", "retire"]
+    """shift: all predictions go to the canary; roll: the stable servers roll to its model;
+    switch: all go to the stable servers, the canary's take feedback only; retire: the
+    canary's servers go."""
+    since: str | None = None
+    """When the stage began (RFC 3339)."""
+    settled: str | None = None
+    """switch: when every router Pod ran it (the feedback grace counts from it)."""
+    previous: PreviousModel
+    """The model the stable variant served before the promotion."""
+
+
+class ControlStatus(ApiModel):
+    """Manual control: the last command (the mlops.dev/command annotation) handled."""
+
+    command: str | None = None
+    """The annotation's value handled last; a new value (a new nonce) acts again."""
+    paused: bool = False
+    """Paused by a command until resumed."""
+    message: str | None = None
+    """What the command did, or why it was ignored."""
+    time: str | None = None
+    """When it was handled (RFC 3339)."""
+
+
+class WebhookStatus(ApiModel):
+    """A webhook's last call."""
+
+    name: str
+    """The webhook's name."""
+    type: str
+    """Its kind (pre-rollout, rollout, ...)."""
+    ok: bool
+    """It answered 2xx."""
+    code: int | None = None
+    """The HTTP status (unset: no answer)."""
+    message: str | None = None
+    """The answer's start, or why there was none."""
+    attempts: int = 1
+    """Requests sent (the first and the retries)."""
+    time: str | None = None
+    """When it answered (RFC 3339)."""
+
+
+class RetrainingStatus(ApiModel):
+    """Drift-triggered retraining: the drift read, and the runs it started."""
+
+    checked: str | None = None
+    """When the drift was read last (RFC 3339)."""
+    psi: float | None = None
+    """The stable model servers' highest feature PSI then (unset: none reported yet)."""
+    drifting: int = 0
+    """Drifting intervals in a row."""
+    triggered: str | None = None
+    """When the last run was started (RFC 3339); the cooldown counts from it."""
+    run: str | None = None
+    """The last run started."""
+    runs: int = 0
+    """Runs started so far."""
+    message: str | None = None
+    """Why the last run started, or where the drift stands."""
+
+
+class RolloutRecord(ApiModel):
+    """One rollout of a canary model and how it ended."""
+
+    model: str | None = None
+    """The TrainingJob name or the uri of the canary model."""
+    digest: str
+    """The canary model's digest."""
+    replaces: str | None = None
+    """The digest the stable variant served when the rollout started."""
+    started: str | None = None
+    """When it started (RFC 3339)."""
+    finished: str | None = None
+    """When it ended (RFC 3339); unset while it is under way."""
+    outcome: Literal["Promoted", "RolledBack", "Aborted", "Superseded", "Cancelled"] | None = None
+    """Promoted, RolledBack (failed analyses), Aborted (by hand), Superseded (a newer canary
+    started) or Cancelled (the canary was removed); unset while it is under way."""
+    message: str | None = None
+    """The last word on it."""
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -308,6 +672,14 @@ class ModelDeploymentStatus(ApiModel):
     analysis: AnalysisStatus | None = None
     promoted: PromotedModel | None = None
     """The last promoted canary model, served by the stable variant until spec.stable changes."""
+    handoff: HandoffStatus | None = None
+    """The promotion's hand-off while it is under way."""
+    control: ControlStatus | None = None
+    webhooks: Annotated[list[WebhookStatus] | None, Field(max_length=40)] = None
+    """Each webhook's last call, by name."""
+    retraining: RetrainingStatus | None = None
+    history: Annotated[list[RolloutRecord] | None, Field(max_length=20)] = None
+    """The last rollouts, oldest first (`mlops history`)."""
     url: str | None = None
     """Where clients send requests, inside the cluster."""
     message: str | None = None
@@ -324,3 +696,9 @@ class ModelDeployment(ApiModel):
     metadata: ObjectMeta
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus | None = None
+
+    rules = name_rules(
+        NAME_MOST,
+        DNS_1035_PATTERN,
+        f"its Services are named <name>-stable, -canary and -router, within {NAME_MAX}",
+    )

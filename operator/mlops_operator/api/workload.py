@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from mlops_operator.api.trainingjob import CompiledModel
+from mlops_operator.api.trainingjob import CompiledModel, SearchStatus
 
 SPEC_ENV = "MLOPS_TRAININGJOB_SPEC"
 NAME_ENV = "MLOPS_TRAININGJOB_NAME"
@@ -29,6 +29,15 @@ TERMINATION_LOG_ENV = "MLOPS_TERMINATION_LOG"
 LOG_FORMAT_ENV = "MLOPS_LOG_FORMAT"
 EXTRA_ESTIMATORS_ENV = "MLOPS_EXTRA_ESTIMATORS"
 """Estimator import paths allowed on top of scikit-learn's, comma-separated."""
+WORKER_INDEX_ENV = "JOB_COMPLETION_INDEX"
+"""Which worker of a parallel search this Pod is (0 refits and publishes); the Indexed Job's
+controller sets it, the local runner passes ``--worker-index``."""
+SALT_ENV = "MLOPS_PRIVACY_SALT"
+"""The hashing salt (the Job sets it from privacy.saltSecretRef)."""
+SALT_FILE_ENV = "MLOPS_PRIVACY_SALT_FILE"
+"""Locally: a file holding the salt."""
+TRACKING_URI_ENV = "MLOPS_TRACKING_URI"
+"""The operator-wide MLflow tracking server, used when the spec names none."""
 TERMINATION_LOG = "/dev/termination-log"
 MAX_BYTES = 4096
 """The kubelet keeps at most 4096 bytes of a termination message."""
@@ -51,6 +60,12 @@ class ExitCode(IntEnum):
     QUALITY_GATE_FAILED = 10
     PUBLISH_FAILED = 11
     TERMINATED = 12
+    INVALID_STORE = 13
+    PRIVACY_GATE_FAILED = 14
+    TRACKING_FAILED = 15
+    STORE_UNREACHABLE = 16
+    STORE_FULL = 17
+    STORE_DENIED = 18
 
 
 NON_RETRYABLE_EXIT_CODES = (
@@ -61,10 +76,17 @@ NON_RETRYABLE_EXIT_CODES = (
     ExitCode.ESTIMATOR_NOT_ALLOWED,
     ExitCode.BAD_PARAMS,
     ExitCode.QUALITY_GATE_FAILED,
+    ExitCode.INVALID_STORE,
+    ExitCode.PRIVACY_GATE_FAILED,
+    ExitCode.STORE_DENIED,
 )
 """Exit codes no retry can fix: the Job's podFailurePolicy fails the Job at once instead of
-spending its backoffLimit. (Unreadable data, a failed fit, a failed publish and internal errors
-may be passing trouble: they are retried.)"""
+spending its backoffLimit. (Unreadable data, a failed fit, a failed publish, a model store
+unreachable or full, and internal errors may be passing trouble: they are retried.)"""
+MODEL_STORE_FAULTS = (ExitCode.STORE_UNREACHABLE, ExitCode.STORE_FULL, ExitCode.STORE_DENIED)
+"""The model store could not take the artifact (nothing was published): the TrainingJob's
+Failed reason is the trainer's (ModelStoreUnreachable, ModelStoreFull, ModelStoreDenied) even
+after its retries, since the store, not the training, needs fixing."""
 
 
 class _Model(BaseModel):
@@ -118,7 +140,8 @@ class TrainingResult(_Model):
     reason: str
     """One CamelCase word: Trained, QualityGateFailed, DataUnreadable, DataMalformed,
     MissingColumn, EmptyDataset, EstimatorNotAllowed, BadParams, InvalidSpec,
-    TrainingFailed, PublishFailed, Terminated, InternalError."""
+    TrainingFailed, PublishFailed, ModelStoreUnreachable, ModelStoreFull, ModelStoreDenied,
+    Terminated, PrivacyGateFailed, TrackingFailed, InternalError."""
     exit_code: int
     """The process's exit code (docs/trainer.md has the table)."""
     message: str
@@ -139,6 +162,8 @@ class TrainingResult(_Model):
     """The published artifact; absent when nothing was published."""
     onnx: CompiledModel | None = None
     """The compiled form's check (model.onnx), or why the artifact has none."""
+    search: SearchStatus | None = None
+    """The search's trials and best candidate (after a search)."""
     gate_failures: list[GateFailure] = Field(default_factory=list)
     """Each bound of the quality gate that was missed, with by how much."""
     data: DataSummary | None = None
@@ -148,6 +173,12 @@ class TrainingResult(_Model):
     """{labels, matrix}: rows are true classes, columns predicted ones."""
     warnings: list[str] | None = None
     """Warnings raised while fitting (e.g. ConvergenceWarning), deduplicated."""
+    privacy: dict[str, Any] | None = None
+    """The differential-privacy budget spent, and the PII findings (columns and kinds)."""
+    report: str | None = None
+    """The URI of the run's HTML report."""
+    tracking: dict[str, Any] | None = None
+    """The MLflow run id and the registered model version."""
     duration_seconds: float | None = None
 
     def dump(self) -> str:
@@ -166,14 +197,17 @@ class TrainingResult(_Model):
         steps: list[Callable[[TrainingResult], None]] = [
             lambda r: setattr(r, "warnings", r.warnings[:3] if r.warnings else None),
             lambda r: setattr(r, "warnings", None),
+            lambda r: setattr(r, "privacy", _lean_privacy(r.privacy)),
             lambda r: setattr(r, "confusion_matrix", None),
             lambda r: setattr(r, "importance", _top(r.importance, 5)),
             lambda r: setattr(r, "data", _lean(r.data)),
             lambda r: setattr(r, "importance", None),
             lambda r: setattr(r, "best_params", _lean_params(r.best_params)),
+            lambda r: _lean_search(r, drop_params=False),
             lambda r: setattr(r, "gate_failures", r.gate_failures[:5]),
             lambda r: setattr(r, "data", None),
             lambda r: setattr(r, "best_params", None),
+            lambda r: _lean_search(r, drop_params=True),
             lambda r: setattr(r, "message", r.message[:200]),
             lambda r: setattr(r, "onnx", _lean_onnx(r.onnx, 80)),
         ]
@@ -193,6 +227,7 @@ class TrainingResult(_Model):
             model=self.model,
             score=self.score,
             onnx=_lean_onnx(self.onnx, 0),
+            search=self.search.model_copy(update={"best_params": None}) if self.search else None,
         )
         return minimal.dump()
 
@@ -207,6 +242,10 @@ def _lean_onnx(onnx: CompiledModel | None, reason: int) -> CompiledModel | None:
     if lean.reason and len(lean.reason) > reason:
         lean.reason = lean.reason[: reason - 1] + "…"
     return lean
+
+
+def _lean_privacy(privacy: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {k: v for k, v in privacy.items() if k != "pii"} if privacy else None
 
 
 def _round(value: float | None) -> float | None:
@@ -232,3 +271,10 @@ def _lean_params(params: dict[str, Any] | None) -> dict[str, Any] | None:
     if params is None:
         return None
     return {k: v for k, v in params.items() if len(repr(v)) <= 40}
+
+
+def _lean_search(result: TrainingResult, *, drop_params: bool) -> None:
+    if result.search is None or result.search.best_params is None:
+        return
+    params = None if drop_params else _lean_params(result.search.best_params)
+    result.search = result.search.model_copy(update={"best_params": params})

@@ -14,9 +14,11 @@ from mlops_operator.api.workload import (
     NAME_ENV,
     NAMESPACE_ENV,
     NON_RETRYABLE_EXIT_CODES,
+    SALT_ENV,
     SPEC_ENV,
     STORE_ENV,
     TERMINATION_LOG,
+    TRACKING_URI_ENV,
     VERSION_ENV,
 )
 from mlops_operator.objects import (
@@ -117,6 +119,16 @@ def _env(tj: TrainingJob, settings: OperatorSettings, version: str) -> list[dict
     ]
     if settings.extra_estimators:
         env.append({"name": EXTRA_ESTIMATORS_ENV, "value": ",".join(settings.extra_estimators)})
+    if settings.tracking_uri:
+        env.append({"name": TRACKING_URI_ENV, "value": settings.tracking_uri})
+    salt = tj.spec.privacy.salt_secret_ref if tj.spec.privacy else None
+    if salt is not None:
+        env.append(
+            {
+                "name": SALT_ENV,
+                "valueFrom": {"secretKeyRef": {"name": salt.name, "key": salt.key}},
+            }
+        )
     secret = tj.spec.output.secret_ref
     if secret:
         env.append(
@@ -181,6 +193,10 @@ def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, 
         },
         "template": {"metadata": {"labels": labels(name)}, "spec": pod_spec},
     }
+    workers = tj.spec.search.parallelism if tj.spec.search else 1
+    if workers > 1:
+        del job_spec["backoffLimit"]
+        job_spec.update(_indexed(workers, tj.spec.backoff_limit))
     if tj.spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = tj.spec.active_deadline_seconds
     if tj.spec.ttl_seconds_after_finished is not None:
@@ -196,6 +212,21 @@ def build_job(body: Mapping[str, Any], settings: OperatorSettings) -> dict[str, 
             "ownerReferences": [owner_reference("TrainingJob", body["metadata"])],
         },
         "spec": job_spec,
+    }
+
+
+def _indexed(workers: int, retries: int) -> dict[str, Any]:
+    """A parallel search: one Pod per worker index (JOB_COMPLETION_INDEX), each retried on its
+    own; a replacement starts only once the Pod it replaces has failed, so two Pods of one
+    index never share the study; one index failing for good fails the Job (worker 0 would
+    wait for it forever)."""
+    return {
+        "completionMode": "Indexed",
+        "completions": workers,
+        "parallelism": workers,
+        "backoffLimitPerIndex": retries,
+        "maxFailedIndexes": 0,
+        "podReplacementPolicy": "Failed",
     }
 
 

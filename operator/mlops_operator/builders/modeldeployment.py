@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_operator.api.modeldeployment import ModelDeploymentSpec, Variant
+from mlops_operator.builders.network import (
+    Peer,
+    feedback_secret,
+    network_policies,
+    router_token_secret,
+)
 from mlops_operator.builders.serving import (
     ServingOptions,
     autoscaler,
     disruption_budget,
     entry_service,
     model_server_deployment,
+    preview_service,
     variant_service,
 )
 from mlops_operator.canary.resolve import ServedModel
@@ -19,8 +27,11 @@ from mlops_operator.objects import (
     AUTOSCALER,
     DEPLOYMENT,
     DISRUPTION_BUDGET,
+    NETWORK_POLICY,
     SERVICE,
     VariantName,
+    preview_name,
+    router_name,
     variant_name,
 )
 from mlops_operator.traffic.providers import PROVIDERS, Ref, Route
@@ -36,6 +47,8 @@ class Children:
     """Children that must not exist (now or any longer)."""
     delete_canary: list[Ref]
     """The canary's children, once no route sends traffic to it any more."""
+    create: list[dict[str, Any]] = field(default_factory=list)
+    """Created once if absent, never updated (the feedback and router tokens' Secrets)."""
 
 
 def split_for(spec: ModelDeploymentSpec, canary_active: bool, weight: int) -> Split:
@@ -49,6 +62,16 @@ def split_for(spec: ModelDeploymentSpec, canary_active: bool, weight: int) -> Sp
             sticky = Sticky("cookie", spec.ab_test.cookie)
     shadow = spec.strategy == "shadow"
     return Split(canary_weight=0 if shadow else weight, canary=True, sticky=sticky, mirror=shadow)
+
+
+def candidate(spec: ModelDeploymentSpec) -> Variant:
+    """The canary variant as deployed: blue-green runs it at the stable variant's full size."""
+    assert spec.canary is not None
+    if spec.strategy != "blueGreen":
+        return spec.canary
+    return spec.canary.model_copy(
+        update={"replicas": spec.stable.replicas, "autoscaling": spec.stable.autoscaling}
+    )
 
 
 def _variant_refs(name: str, variant: VariantName) -> list[Ref]:
@@ -68,18 +91,33 @@ def children(
     split: Split,
     serving: ServingOptions,
     router: RouterOptions,
+    feedback_token: str,
+    router_token: str,
+    metrics_from: Sequence[Peer] = (),
+    retired: bool = False,
 ) -> Children:
-    """``canary`` is the canary model while it gets traffic (None otherwise)."""
+    """``canary`` is the canary model while it gets traffic, or while its servers still take
+    feedback (``retired``, a promotion's hand-off), None otherwise."""
     apply: list[dict[str, Any]] = []
     delete: list[Ref] = []
     variants: list[tuple[VariantName, Variant, ServedModel]] = [("stable", spec.stable, stable)]
     if canary is not None and spec.canary is not None:
-        variants.append(("canary", spec.canary, canary))
+        variants.append(("canary", candidate(spec), canary))
+        if spec.strategy == "blueGreen":
+            apply.append(preview_service(name, namespace))
     for variant, variant_spec, model in variants:
         apply.append(variant_service(name, namespace, variant))
+        shadow = variant == "canary" and spec.strategy == "shadow"
         apply.append(
             model_server_deployment(
-                name, namespace, variant, spec=variant_spec, model=model, options=serving
+                name,
+                namespace,
+                variant,
+                spec=variant_spec,
+                model=model,
+                options=serving,
+                reference=stable if shadow else None,
+                tolerance=spec.analysis.agreement_tolerance,
             )
         )
         apply.append(disruption_budget(name, namespace, variant))
@@ -88,14 +126,28 @@ def children(
             apply.append(hpa)
         else:
             delete.append((AUTOSCALER.api_version, AUTOSCALER.kind, variant_name(name, variant)))
-    delete_canary = [] if canary is not None else _variant_refs(name, "canary")
+    delete_canary = []
+    if canary is None:
+        preview = (SERVICE.api_version, SERVICE.kind, preview_name(name))
+        delete_canary = [*_variant_refs(name, "canary"), preview]
     chosen = PROVIDERS[provider]
-    apply += chosen.build(Route(name, namespace, split, spec.router, router))
+    apply += chosen.build(
+        Route(name, namespace, split, spec.router, router, retired=retired and canary is not None)
+    )
     apply.append(entry_service(name, namespace, to_router=chosen.entry_to_router))
+    apply += network_policies(
+        name, namespace, to_router=chosen.entry_to_router, metrics_from=metrics_from
+    )
+    if not chosen.entry_to_router:
+        delete.append((NETWORK_POLICY.api_version, NETWORK_POLICY.kind, router_name(name)))
     for other in PROVIDERS.values():
         if other is not chosen:
             delete += other.refs(name)
-    return Children(apply=apply, delete=delete, delete_canary=delete_canary)
+    create = [
+        feedback_secret(name, namespace, feedback_token),
+        router_token_secret(name, namespace, router_token),
+    ]
+    return Children(apply=apply, delete=delete, delete_canary=delete_canary, create=create)
 
 
 def service_url(

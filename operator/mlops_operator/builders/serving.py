@@ -14,18 +14,26 @@ from mlops_operator.api.modeldeployment import Variant
 from mlops_operator.canary.resolve import ServedModel
 from mlops_operator.objects import (
     ANNOTATION_DIGEST,
+    FEEDBACK_TOKEN_KEY,
     VariantName,
     container_security_context,
+    feedback_secret_name,
     labels,
     pod_security_context,
+    preview_name,
+    router_token_secret_name,
     selector,
     variant_name,
 )
+from mlops_operator.traffic.proof import TOKEN_KEY as ROUTER_TOKEN_KEY
 from model_server.store import PVC_ROOT_ENV
 
 PORT = 8080
 GRPC_PORT = 8081
 """The model server's Open Inference Protocol gRPC port (mlops serve --grpc-port)."""
+METRICS_PORT = 9090
+"""/metrics alone (mlops serve --metrics-port): a NetworkPolicy lets only the operator and
+Prometheus reach it, apart from the inference ports."""
 
 DEFAULT_RESOURCES: dict[str, Any] = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
@@ -58,18 +66,43 @@ def _resources(resources: Resources | None) -> dict[str, Any]:
     }
 
 
-def _store_volume(uri: str, pvc_root: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The volume and mount a pvc:// model needs (none for other schemes)."""
-    parts = urlsplit(uri)
-    if parts.scheme != "pvc" or not parts.netloc:
-        return [], []
-    claim = parts.netloc
-    volume = {
-        "name": "model-store",
-        "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+def _store_volumes(
+    uris: list[str], pvc_root: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volumes and mounts pvc:// models need (none for other schemes), one per claim."""
+    claims: list[str] = []
+    for uri in uris:
+        parts = urlsplit(uri)
+        if parts.scheme == "pvc" and parts.netloc and parts.netloc not in claims:
+            claims.append(parts.netloc)
+    names = [("model-store" if i == 0 else f"model-store-{i}") for i in range(len(claims))]
+    volumes = [
+        {"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        for name, claim in zip(names, claims, strict=True)
+    ]
+    mounts = [
+        {"name": name, "mountPath": f"{pvc_root}/{claim}", "readOnly": True}
+        for name, claim in zip(names, claims, strict=True)
+    ]
+    return volumes, mounts
+
+
+def explain_env(spec: Variant) -> dict[str, str]:
+    return spec.explain.server_env() if spec.explain is not None else {}
+
+
+def agreement_env(reference: ServedModel | None, tolerance: float | None) -> dict[str, str]:
+    """strategy shadow: the shadow's servers compare each prediction with the stable model's
+    (model_server.agreement)."""
+    if reference is None:
+        return {}
+    env = {
+        "MLOPS_REFERENCE_MODEL_URI": reference.uri,
+        "MLOPS_REFERENCE_MODEL_DIGEST": reference.digest,
     }
-    mount = {"name": "model-store", "mountPath": f"{pvc_root}/{claim}", "readOnly": True}
-    return [volume], [mount]
+    if tolerance is not None:
+        env["MLOPS_AGREEMENT_TOLERANCE"] = repr(float(tolerance))
+    return env
 
 
 def model_server_deployment(
@@ -80,11 +113,15 @@ def model_server_deployment(
     spec: Variant,
     model: ServedModel,
     options: ServingOptions,
+    reference: ServedModel | None = None,
+    tolerance: float | None = None,
 ) -> dict[str, Any]:
-    """The Deployment of a variant's model servers, pinned to the model's digest."""
+    """The Deployment of a variant's model servers, pinned to the model's digest; with a
+    ``reference`` (the shadow's: the stable model) they measure their agreement with it."""
     name = variant_name(mdep, variant)
     lab = labels(mdep, "model-server", variant)
-    volumes, mounts = _store_volume(model.uri, options.pvc_root)
+    uris = [model.uri] + ([reference.uri] if reference is not None else [])
+    volumes, mounts = _store_volumes(uris, options.pvc_root)
     env = [
         {"name": "MLOPS_MODEL_URI", "value": model.uri},
         {"name": "MLOPS_MODEL_DIGEST", "value": model.digest},
@@ -92,7 +129,22 @@ def model_server_deployment(
         {"name": "MLOPS_VARIANT", "value": variant},
         {"name": "MLOPS_PORT", "value": str(PORT)},
         {"name": "MLOPS_GRPC_PORT", "value": str(GRPC_PORT)},
+        {"name": "MLOPS_METRICS_PORT", "value": str(METRICS_PORT)},
+        {
+            "name": "MLOPS_FEEDBACK_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {"name": feedback_secret_name(mdep), "key": FEEDBACK_TOKEN_KEY}
+            },
+        },
+        {
+            "name": "MLOPS_ROUTER_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {"name": router_token_secret_name(mdep), "key": ROUTER_TOKEN_KEY}
+            },
+        },
         {"name": PVC_ROOT_ENV, "value": options.pvc_root},
+        *({"name": k, "value": v} for k, v in sorted(explain_env(spec).items())),
+        *({"name": k, "value": v} for k, v in sorted(agreement_env(reference, tolerance).items())),
         *({"name": k, "value": v} for k, v in sorted(options.extra_env.items())),
     ]
     container = {
@@ -104,6 +156,7 @@ def model_server_deployment(
         "ports": [
             {"name": "http", "containerPort": PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": "http"},
@@ -132,7 +185,7 @@ def model_server_deployment(
                 "annotations": {
                     ANNOTATION_DIGEST: model.digest,
                     "prometheus.io/scrape": "true",
-                    "prometheus.io/port": str(PORT),
+                    "prometheus.io/port": str(METRICS_PORT),
                     "prometheus.io/path": "/metrics",
                 },
             },
@@ -165,6 +218,18 @@ def variant_service(mdep: str, namespace: str, variant: VariantName) -> dict[str
         namespace,
         labels(mdep, "model-server", variant),
         selector(mdep, "model-server", variant),
+        grpc=True,
+    )
+
+
+def preview_service(mdep: str, namespace: str) -> dict[str, Any]:
+    """Blue-green's preview: the candidate's (canary variant's) model servers, by their own
+    name, for tests and people to call before the switch."""
+    return _service(
+        preview_name(mdep),
+        namespace,
+        labels(mdep, "model-server", "canary"),
+        selector(mdep, "model-server", "canary"),
         grpc=True,
     )
 

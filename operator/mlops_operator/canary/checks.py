@@ -33,6 +33,12 @@ class Check:
     """Kept in the status."""
     relative: bool = False
     """The threshold is a margin around the stable variant's value over the same interval."""
+    ratio: bool = False
+    """relative: the threshold is a factor of the stable's value, not a margin."""
+    compared: str = ""
+    """relative: its name in the status' comparison (Comparison), e.g. errorRateIncrease."""
+    needed: bool = False
+    """With its threshold set, an interval without a value decides nothing (Inconclusive)."""
 
     def show(self, value: float) -> str:
         return f"{value:.{self.decimals}f}{self.unit}"
@@ -43,7 +49,15 @@ class Check:
             return threshold
         if stable is None:
             return None
+        if self.ratio:
+            return stable * threshold
         return stable + threshold if self.bound == "max" else stable - threshold
+
+    def versus(self, value: float, stable: float) -> float | None:
+        """The canary's value against the stable's, as the status' comparison shows it."""
+        if self.ratio:
+            return value / stable if stable > 0 else None
+        return value - stable if self.bound == "max" else stable - value
 
     def missed(self, value: float, limit: float) -> bool:
         return value > limit if self.bound == "max" else value < limit
@@ -52,7 +66,7 @@ class Check:
         sign = ">" if self.bound == "max" else "<"
         if not self.relative or stable is None:
             return f"{self.label} {self.show(value)} {sign} {self.spec} {threshold:g}"
-        margin = "+" if self.bound == "max" else "-"
+        margin = "x" if self.ratio else "+" if self.bound == "max" else "-"
         return (
             f"{self.label} {self.show(value)} {sign} stable's {self.show(stable)} "
             f"{margin} {self.spec} {threshold:g}"
@@ -91,6 +105,16 @@ CHECKS: tuple[Check, ...] = (
         short="accuracy",
     ),
     Check(
+        "agreement",
+        "agreement",
+        "min_agreement",
+        "minAgreement",
+        "min",
+        label="agreement with stable",
+        short="agreement",
+        needed=True,
+    ),
+    Check(
         "error_rate",
         "errorRate",
         "max_error_rate_increase",
@@ -99,6 +123,7 @@ CHECKS: tuple[Check, ...] = (
         label="error rate",
         short="errorRate",
         relative=True,
+        compared="errorRateIncrease",
     ),
     Check(
         "latency_p99_ms",
@@ -112,6 +137,22 @@ CHECKS: tuple[Check, ...] = (
         decimals=1,
         digits=3,
         relative=True,
+        compared="latencyP99IncreaseMs",
+    ),
+    Check(
+        "latency_p99_ms",
+        "latencyP99Ms",
+        "max_latency_p99_ratio",
+        "maxLatencyP99Ratio",
+        "max",
+        label="p99 latency",
+        short="p99",
+        unit="ms",
+        decimals=1,
+        digits=3,
+        relative=True,
+        ratio=True,
+        compared="latencyP99Ratio",
     ),
     Check(
         "accuracy",
@@ -122,7 +163,10 @@ CHECKS: tuple[Check, ...] = (
         label="online accuracy",
         short="accuracy",
         relative=True,
+        compared="accuracyDrop",
     ),
 )
 ABSOLUTE: tuple[Check, ...] = tuple(check for check in CHECKS if not check.relative)
 """One check per metric: what VariantMetrics holds and the status shows."""
+RELATIVE: tuple[Check, ...] = tuple(check for check in CHECKS if check.relative)
+"""The comparisons with the stable variant the status shows (AnalysisStatus.comparison)."""

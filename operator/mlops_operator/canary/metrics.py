@@ -1,4 +1,5 @@
-"""Metrics math: differencing cumulative counters over an interval, error rate, p99, accuracy.
+"""Metrics math: differencing cumulative counters over an interval, error rate, p99, accuracy,
+agreement with the stable model.
 
 A model server exports cumulative counters (requests by code, a latency histogram, feedback by
 outcome). The analysis takes a snapshot per server at the start of an interval and another at
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from mlops_operator.canary.checks import ABSOLUTE
+from mlops_operator.canary.checks import ABSOLUTE, RELATIVE
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class Counters:
     """Cumulative histogram bucket counts by upper bound in seconds (math.inf for +Inf)."""
     correct: float = 0.0
     incorrect: float = 0.0
+    agree: float = 0.0
+    disagree: float = 0.0
+    skipped: float = 0.0
+    """Rows compared with the reference (stable) model's predictions, and rows not compared."""
 
     def scalars(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in COUNTER_NAMES}
@@ -67,22 +72,20 @@ def _increase(previous: float | None, current: float) -> float:
     return current - previous
 
 
+def restarted(previous: Counters, current: Counters) -> bool:
+    """Whether any counter went down between two snapshots: the server restarted."""
+    scalars = zip(current.scalars().values(), previous.scalars().values(), strict=True)
+    return any(now < before for now, before in scalars) or any(
+        current.buckets.get(le, 0.0) < n for le, n in previous.buckets.items()
+    )
+
+
 def increase(previous: Counters | None, current: Counters) -> Counters:
     """What one server's counters did between two snapshots (a reset counts from zero).
 
     If any counter went down, the server restarted: the whole current value is the increase.
     """
-    if previous is not None and (
-        any(
-            now < before
-            for now, before in zip(
-                current.scalars().values(), previous.scalars().values(), strict=True
-            )
-        )
-        or any(current.buckets.get(le, 0.0) < n for le, n in previous.buckets.items())
-    ):
-        previous = None
-    if previous is None:
+    if previous is None or restarted(previous, current):
         return current
     before = previous.scalars()
     return Counters(
@@ -110,6 +113,18 @@ def difference(previous: Mapping[str, Counters], current: Mapping[str, Counters]
     only before is gone and contributes nothing (its last counts cannot be known).
     """
     return total([increase(previous.get(key), counters) for key, counters in current.items()])
+
+
+def lost(previous: Mapping[str, Counters], current: Mapping[str, Counters]) -> tuple[str, ...]:
+    """The servers of the interval's start whose counts since are partly unknown: gone by its
+    end (a deleted or unready Pod), or restarted (what they counted before is lost)."""
+    return tuple(
+        sorted(
+            key
+            for key, before in previous.items()
+            if key not in current or restarted(before, current[key])
+        )
+    )
 
 
 def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
@@ -148,15 +163,40 @@ class VariantMetrics:
     error_rate: float | None = None
     latency_p99_ms: float | None = None
     accuracy: float | None = None
+    agreement: float | None = None
+    """shadow: the fraction of compared rows that agreed with the stable model."""
+    compared: float | None = None
+    """shadow: rows compared with the stable model's predictions."""
+    lost: tuple[str, ...] = ()
+    """Servers whose counts over the interval are partly unknown (:func:`lost`): a reading
+    without them may fail the variant but never pass it."""
 
     def to_status(self) -> dict[str, Any]:
         """The status form (the VariantAnalysis API model)."""
         out: dict[str, Any] = {"requests": round(self.requests, 3)}
+        if self.compared is not None:
+            out["compared"] = round(self.compared, 3)
         for check in ABSOLUTE:
             value = getattr(self, check.metric)
             if value is not None:
                 out[check.status] = round(value, check.digits)
         return out
+
+
+def comparison(canary: VariantMetrics | None, stable: VariantMetrics | None) -> dict[str, float]:
+    """The canary against the stable variant over the same interval (the Comparison API
+    model): one number per relative check whose metric both have."""
+    out: dict[str, float] = {}
+    if canary is None or stable is None:
+        return out
+    for check in RELATIVE:
+        value, baseline = getattr(canary, check.metric), getattr(stable, check.metric)
+        if value is None or baseline is None:
+            continue
+        versus = check.versus(value, baseline)
+        if versus is not None:
+            out[check.compared] = round(versus, check.digits)
+    return out
 
 
 def summarize(counters: Counters) -> VariantMetrics:
@@ -165,9 +205,12 @@ def summarize(counters: Counters) -> VariantMetrics:
     error_rate = counters.errors / requests if requests > 0 else None
     p99 = quantile(0.99, counters.buckets)
     feedback = counters.correct + counters.incorrect
+    compared = counters.agree + counters.disagree
     return VariantMetrics(
         requests=requests,
         error_rate=error_rate,
         latency_p99_ms=None if p99 is None else p99 * 1000.0,
         accuracy=counters.correct / feedback if feedback > 0 else None,
+        agreement=counters.agree / compared if compared > 0 else None,
+        compared=compared if compared > 0 or counters.skipped > 0 else None,
     )

@@ -8,17 +8,20 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
+from croniter import CroniterError
 from pydantic import ValidationError
 
 from mlops_operator import kube, metrics, schedule
 from mlops_operator.api import GROUP, VERSION
 from mlops_operator.builders.job import build_job
-from mlops_operator.controllers.errors import handling
+from mlops_operator.controllers.errors import handling, problem
+from mlops_operator.controllers.wakeups import WakeQueue
 from mlops_operator.manifests import describe
 from mlops_operator.objects import (
     JOB,
@@ -40,6 +43,9 @@ OWNED: dict[str, Any] = {LABEL_TRAININGJOB: kopf.PRESENT, LABEL_MANAGED_BY: MANA
 CLEANUP_REASONS = ("ImagePullFailed", "ContainerConfigError")
 """Failures the Job would retry forever: its Pods are stopped by deleting it."""
 MAX_CONFLICTS = 5
+SYNC_DELAY = 0.5
+"""Seconds from a Job's or Pod's watch event to the status sync (a burst makes one)."""
+log = logging.getLogger("kopf.objects")
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -62,8 +68,23 @@ def _finished(body: Mapping[str, Any]) -> bool:
     return (body.get("status") or {}).get("phase") in tjstatus.TERMINAL
 
 
-def sync_status(namespace: str, name: str, logger: kopf.Logger) -> None:
+def _refused(body: Mapping[str, Any]) -> bool:
+    """This generation of the spec was refused (Failed, InvalidSpec)."""
+    status = body.get("status") or {}
+    failed = find(status.get("conditions"), "Failed") or {}
+    return failed.get("reason") == "InvalidSpec" and status.get("observedGeneration") == (
+        body.get("metadata") or {}
+    ).get("generation")
+
+
+def sync_status(
+    namespace: str,
+    name: str,
+    logger: kopf.Logger,
+    created: Mapping[str, Any] | None = None,
+) -> None:
     """Reads the TrainingJob, its Job and Pods; writes the status; posts an Event on change.
+    A Job just ``created`` is not read again, nor its Pods (it has none yet).
 
     Writes only onto the version it read (409 -> read again), so concurrent syncs from Job
     and Pod events never put an older observation over a newer one.
@@ -73,10 +94,11 @@ def sync_status(namespace: str, name: str, logger: kopf.Logger) -> None:
             body = kube.get(TRAININGJOB, namespace, name)
             if body is None or _scheduled(body) or _finished(body):
                 return
-            job = kube.get(JOB, namespace, job_name(name))
+            job = created or kube.get(JOB, namespace, job_name(name))
             if job is not None and not _owned_by(job, body):
                 job = None
-            pods = _pods_of(namespace, job) if job is not None else []
+            pods = _pods_of(namespace, job) if job is not None and not created else []
+            created = None  # a conflict: read everything again
             status, event = tjstatus.compute(body, job, pods, _now())
             if status == (body.get("status") or {}):
                 return
@@ -103,6 +125,12 @@ def _ref(body: Mapping[str, Any]) -> kopf.Body:
 def _owned_by(child: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
     uid = owner["metadata"]["uid"]
     return any(ref.get("uid") == uid for ref in child["metadata"].get("ownerReferences") or [])
+
+
+def _trainingjobs(child: Mapping[str, Any]) -> list[str]:
+    """The TrainingJobs that own a child (an older one of the same name, say)."""
+    refs = child["metadata"].get("ownerReferences") or []
+    return [ref["name"] for ref in refs if ref.get("kind") == "TrainingJob"]
 
 
 def _pods_of(namespace: str, job: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -135,46 +163,82 @@ def start(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     if _scheduled(body) or _finished(body):
         return
     with handling(KIND):
+        created = None
         if not (body.get("status") or {}).get("startTime"):
-            _ensure_job(body, logger)
-        sync_status(_namespace(body), body["metadata"]["name"], logger)
+            created = _ensure_job(body, logger)
+        sync_status(_namespace(body), body["metadata"]["name"], logger, created)
 
 
-def _ensure_job(body: kopf.Body, logger: kopf.Logger) -> None:
+def _reject(body: Mapping[str, Any], message: str, reason: str = "InvalidSpec") -> None:
+    """Failed with an Event: no retry fixes it, a new TrainingJob does."""
+    status = tjstatus.rejected(body, reason, message, _now())
+    kube.patch_status(TRAININGJOB, _namespace(body), body["metadata"]["name"], status)
+    kopf.warn(_ref(body), reason=reason, message=message[:1000])
+
+
+def _ensure_job(body: kopf.Body, logger: kopf.Logger) -> dict[str, Any] | None:
+    """Creates the training Job; the Job when this call created it."""
     try:
         manifest = build_job(body, get_settings())
     except ValidationError as error:
         message = f"the spec cannot be trained: {describe(error)}"
-        status = tjstatus.rejected(body, "InvalidSpec", message, _now())
-        kube.patch_status(TRAININGJOB, _namespace(body), body["metadata"]["name"], status)
-        kopf.warn(_ref(body), reason="InvalidSpec", message=message)
+        _reject(body, message)
         raise kopf.PermanentError(message) from error
     namespace, name = _namespace(body), manifest["metadata"]["name"]
-    created = kube.create(manifest)
+    try:
+        created = kube.create(manifest)
+    except kube.KubeError as error:
+        if problem(error) is None:
+            raise
+        message = f"the API server refused the training Job: {error.detail}"
+        _reject(body, message)
+        raise kopf.PermanentError(message) from error
     if created is not None:
         logger.info(f"created Job {name}")  # the status sync posts the JobCreated Event
-        return
+        return created
     existing = kube.get(JOB, namespace, name)
+    if existing is not None and not _owned_by(existing, body) and not _trainingjobs(existing):
+        message = (
+            f"Job {name} exists and was not created for this TrainingJob: rename or delete "
+            "it, or create the TrainingJob under another name; it was left untouched"
+        )
+        _reject(body, message, reason="NameClash")
+        raise kopf.PermanentError(message)
     if existing is not None and not _owned_by(existing, body):
         raise kopf.TemporaryError(
             f"Job {name} belongs to an older TrainingJob of this name; "
             "waiting for the garbage collector to delete it",
             delay=5,
         )
+    return None
+
+
+class _ObjectLogger(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes messages with the object, as kopf's own logger does in handlers."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{(self.extra or {}).get('ref')}] {msg}", kwargs
+
+
+def _sync(key: tuple[str, str]) -> None:
+    with handling(KIND):
+        sync_status(*key, _ObjectLogger(log, {"ref": "/".join(key)}))
+
+
+SYNCS = WakeQueue("trainingjob-syncs", _sync, delay=SYNC_DELAY, workers=4)
+"""TrainingJobs whose Job or Pods changed: one status sync per burst of events."""
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
-def job_event(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+async def job_event(body: kopf.Body, **_: Any) -> None:
     """A training Job changed: sync its TrainingJob's status."""
-    with handling(KIND):
-        sync_status(_namespace(body), body["metadata"]["labels"][LABEL_TRAININGJOB], logger)
+    SYNCS.add((_namespace(body), body["metadata"]["labels"][LABEL_TRAININGJOB]))
 
 
 @kopf.on.event("", "v1", "pods", labels=OWNED)
-def pod_event(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+async def pod_event(body: kopf.Body, **_: Any) -> None:
     """A training Pod changed (started, waiting on an image, terminated): sync the status."""
-    with handling(KIND):
-        sync_status(_namespace(body), body["metadata"]["labels"][LABEL_TRAININGJOB], logger)
+    SYNCS.add((_namespace(body), body["metadata"]["labels"][LABEL_TRAININGJOB]))
 
 
 @kopf.timer(
@@ -185,9 +249,15 @@ def pod_event(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 def tick(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """A scheduled TrainingJob: create the due run, trim the history, show the runs."""
     namespace, name = _namespace(body), body["metadata"]["name"]
+    if _refused(body):
+        return  # a new spec starts the schedule again
     with handling(KIND):
         children = kube.list_(TRAININGJOB, namespace, f"{LABEL_SCHEDULED_BY}={name}")
-        step = schedule.plan(body, children, _now())
+        try:
+            step = schedule.plan(body, children, _now())
+        except CroniterError as error:
+            _reject(body, f"spec.schedule {body['spec']['schedule']!r}: {error}")
+            return
         if step.create is not None:
             run = step.create["metadata"]["name"]
             if kube.create(step.create) is not None:

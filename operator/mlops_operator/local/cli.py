@@ -38,6 +38,20 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _duration(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from mlops_operator.canary.machine import seconds  # the API models: not for --help
+
+    try:
+        interval = seconds(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    if interval <= 0:
+        raise click.BadParameter(f"duration {value!r} must be longer than 0")
+    return interval
+
+
 @click.group()
 def local() -> None:
     """Run the same manifests on this machine: no cluster needed."""
@@ -60,9 +74,28 @@ def local() -> None:
     help="abTest, shadow and a fixed canaryWeight never end by themselves: stop after this "
     "many judged analysis intervals.",
 )
+@click.option(
+    "--drift-after",
+    type=click.FloatRange(min=0),
+    help="From this many seconds on, --traffic sends its rows shifted away from the training "
+    "data: a drift for spec.retraining to react to.",
+)
+@click.option(
+    "--interval",
+    callback=lambda _ctx, _param, value: _duration(value),
+    metavar="DURATION",
+    help="Judge each analysis interval after this long (e.g. 5s) instead of the manifests' "
+    "traffic.interval: a quick local try of a manifest meant for a cluster.",
+)
 @home_option
-def up(
-    paths: tuple[Path, ...], traffic: float, watch: bool, analyses: int, home: Path | None
+def up(  # noqa: PLR0917 (click passes every option)
+    paths: tuple[Path, ...],
+    traffic: float,
+    watch: bool,
+    analyses: int,
+    drift_after: float | None,
+    interval: float | None,
+    home: Path | None,
 ) -> None:
     """Train the TrainingJobs, serve the ModelDeployments and roll their canaries out.
 
@@ -74,7 +107,15 @@ def up(
     from mlops_operator.local.runner import LocalError, Runner  # heavy: sklearn, nginx, ...
 
     try:
-        runner = Runner(_home(home), paths, traffic=traffic, watch=watch, analyses=analyses)
+        runner = Runner(
+            _home(home),
+            paths,
+            traffic=traffic,
+            watch=watch,
+            analyses=analyses,
+            drift_after=drift_after,
+            interval=interval,
+        )
         code = runner.up()
     except (ManifestError, LocalError) as error:
         _fail(str(error))

@@ -37,6 +37,15 @@ class Rows:
         return cls(bodies, truths)
 
 
+def shifted(frame: Any) -> Any:
+    """The frame with every numeric column moved well away from its training values (twice
+    the value plus one standard deviation): served, it drifts."""
+    out = frame.copy()
+    for column in out.select_dtypes("number").columns:
+        out[column] = out[column] * 2 + out[column].std()
+    return out
+
+
 def _tensor(name: str, value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         return {"name": name, "shape": [1], "datatype": "BYTES", "data": [value]}
@@ -61,11 +70,21 @@ class LoadGenerator(threading.Thread):
         rows: Rows,
         rps: float,
         sticky_header: str | None = None,
+        headers: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        drifted: Rows | None = None,
+        drift_after: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__(name=f"load-{model}", daemon=True)
         self.port, self.model, self.rows, self.rps = port, model, rows, rps
         self.sticky_header = sticky_header
+        self.headers = headers or {}
+        self.host = host
+        self.drifted = drifted
+        """Sent instead of ``rows`` from ``drift_after`` seconds on (a drift to react to)."""
+        self.drift_after = drift_after
+        self.started = time.monotonic()
         self.random = random.Random(seed)
         self.tally = Tally()
         self.halt = threading.Event()
@@ -75,7 +94,7 @@ class LoadGenerator(threading.Thread):
         self.join(timeout=5)
 
     def run(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
         period = 1.0 / self.rps
         next_at = time.monotonic()
         while not self.halt.is_set():
@@ -88,14 +107,17 @@ class LoadGenerator(threading.Thread):
             self.halt.wait(max(0.0, next_at - time.monotonic()))
 
     def _one(self, connection: http.client.HTTPConnection) -> None:
-        index = self.random.randrange(len(self.rows.bodies))
-        headers = {"Content-Type": "application/json"}
+        rows = self.rows
+        if self.drifted is not None and time.monotonic() - self.started >= self.drift_after:
+            rows = self.drifted
+        index = self.random.randrange(len(rows.bodies))
+        headers = {"Content-Type": "application/json", **self.headers}
         if self.sticky_header:
             headers[self.sticky_header] = f"user-{self.random.randrange(USERS)}"
         path = f"/v2/models/{self.model}"
         # An id of its own in the body, as a client that sends feedback later does: a shadow's
         # mirrored copy then carries the same id, so the feedback counts on both variants.
-        body = b'{"id": "load-%d", ' % self.tally.sent + self.rows.bodies[index][1:]
+        body = b'{"id": "load-%d", ' % self.tally.sent + rows.bodies[index][1:]
         response, answer = _post(connection, f"{path}/infer", body, headers)
         variant = response.getheader(VARIANT_HEADER, "unknown")
         self.tally.sent += 1
@@ -103,7 +125,7 @@ class LoadGenerator(threading.Thread):
         if response.status != 200:
             self.tally.failed += 1
             return
-        feedback = {"id": json.loads(answer)["id"], "truth": [self.rows.truths[index]]}
+        feedback = {"id": json.loads(answer)["id"], "truth": [rows.truths[index]]}
         headers = {"Content-Type": "application/json"}  # the router finds the variant
         _post(connection, f"{path}/feedback", json.dumps(feedback).encode(), headers)
 

@@ -16,13 +16,17 @@ from rich.live import Live
 
 from mlops_operator import manifests
 from mlops_operator.api import ModelDeployment, TrainingJob, TrainingJobSpec
+from mlops_operator.api.common import ObjectMeta
+from mlops_operator.canary.resolve import ServedModel
 from mlops_operator.local import display
 from mlops_operator.local.home import MAX_EVENTS, Home, now
-from mlops_operator.local.loadgen import LoadGenerator, Rows
+from mlops_operator.local.loadgen import LoadGenerator, Rows, shifted
 from mlops_operator.local.processes import pid_alive, running
 from mlops_operator.local.rollout import LocalRollout
 from mlops_operator.local.serving import ServingError, free_port
 from mlops_operator.local.training import train
+from mlops_operator.objects import LABEL_SCHEDULED_BY
+from mlops_operator.traffic.split import OVERRIDE_HEADER
 from trainer import data as training_data
 
 TICK_SECONDS = 0.5
@@ -62,6 +66,8 @@ class Runner:
         traffic: float = 0.0,
         watch: bool = False,
         analyses: int = 3,
+        drift_after: float | None = None,
+        interval: float | None = None,
         console: Console | None = None,
     ) -> None:
         self.home = home
@@ -69,6 +75,9 @@ class Runner:
         self.traffic = traffic
         self.watch = watch
         self.analyses = analyses
+        self.drift_after = drift_after
+        self.interval = interval
+        """Seconds per analysis interval instead of the manifests' (None: theirs)."""
         self.console = console or Console()
         self.live: Live | None = None
         self.state: dict[str, Any] = {}
@@ -183,6 +192,8 @@ class Runner:
                 message=result.message,
                 metrics=result.metrics,
             )
+            if result.search is not None:
+                entry["search"] = result.search.dump()
             if result.model is not None:
                 entry["model"] = result.model.model_dump()
                 entry["spec"] = job.spec.dump()
@@ -203,13 +214,36 @@ class Runner:
         for deployment in deployments:
             self._reuse_earlier(deployment)
             rollout = LocalRollout(
-                self.home, deployment, self.trained, free_port(), self.event, analyses=self.analyses
+                self.home,
+                deployment,
+                self.trained,
+                free_port(),
+                self.event,
+                analyses=self.analyses,
+                interval=self.interval,
+                retrain=self._retrain,
             )
             self.rollouts.append(rollout)
             rollout.start()
             self.event(f"{rollout.name}: serving at {rollout.router.url}/v2/models/{rollout.name}")
             if self.traffic > 0:
                 self._start_load(rollout, deployment)
+
+    def _retrain(self, parent: str, why: str) -> ServedModel | None:
+        """A run of ``parent`` trained here, as drift starts one in a cluster: its model."""
+        source = self.trained.get(parent)
+        if source is None:
+            self.event(f"retraining: TrainingJob {parent} was not trained in this run")
+            return None
+        name = f"{parent}-drift-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+        labels = {**(source["metadata"].get("labels") or {}), LABEL_SCHEDULED_BY: parent}
+        run = TrainingJob(metadata=ObjectMeta(name=name, labels=labels), spec=source["spec"])
+        self.event(f"{parent}: drift: starting run {name} ({why})")
+        self._train_all([run])
+        status = self.trained[name]["status"]
+        if status["phase"] != "Succeeded" or not status.get("model"):
+            return None
+        return ServedModel(status["model"]["uri"], status["model"]["digest"], name)
 
     def _reuse_earlier(self, deployment: ModelDeployment) -> None:
         """A TrainingJob the deployment names but this run did not train: the model an
@@ -250,10 +284,29 @@ class Runner:
             rows=Rows.from_frame(loaded.frame, loaded.target),
             rps=self.traffic,
             sticky_header=test.header if test and deployment.spec.strategy == "abTest" else None,
+            drifted=None
+            if self.drift_after is None
+            else Rows.from_frame(shifted(loaded.frame), loaded.target),
+            drift_after=self.drift_after or 0.0,
         )
         load.start()
         self.loads.append(load)
         self.event(f"{rollout.name}: sending {self.traffic:g} requests/s with feedback")
+        if deployment.spec.strategy == "blueGreen" and deployment.spec.canary is not None:
+            preview = LoadGenerator(
+                port=rollout.router.port,
+                model=rollout.name,
+                rows=Rows.from_frame(loaded.frame, loaded.target),
+                rps=self.traffic,
+                headers={OVERRIDE_HEADER: "canary"},
+                seed=1,
+            )
+            preview.start()
+            self.loads.append(preview)
+            self.event(
+                f"{rollout.name}: sending {self.traffic:g} requests/s to the preview "
+                f"({OVERRIDE_HEADER}: canary)"
+            )
 
     def _roll_out(self) -> int:
         hinted: set[str] = set()

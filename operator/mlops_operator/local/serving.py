@@ -2,23 +2,28 @@
 
 The router runs the nginx binary with exactly the configuration the operator renders for the
 router Pod, its upstreams pointed at the local servers; a change of weights rewrites the file
-and reloads nginx (SIGHUP), which lets in-flight requests finish.
+and reloads nginx (SIGHUP), which lets in-flight requests finish. Its proof to the servers
+(traffic.proof) is a token of its own, in a snippet file of its prefix (owner-only), and the
+servers are given the token: the analysis counts only what came through the router.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import signal
 import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_operator.local.home import Home
 from mlops_operator.local.processes import Child, mlops_command, start
 from mlops_operator.traffic.nginx import HEALTH_PATH, NginxConfig, render
+from mlops_operator.traffic.proof import SNIPPET_KEY, snippet
 from mlops_operator.traffic.split import Split
 
 LOOPBACK = "127.0.0.1"
@@ -78,7 +83,14 @@ class ModelServer:
 
 
 def start_model_server(
-    home: Home, deployment: str, variant: str, *, model: str, uri: str, digest: str
+    home: Home,
+    deployment: str,
+    variant: str,
+    *,
+    model: str,
+    uri: str,
+    digest: str,
+    env: dict[str, str] | None = None,
 ) -> ModelServer:
     port = free_port()
     name = f"{deployment}-{variant}-{port}"
@@ -88,7 +100,7 @@ def start_model_server(
         *("--variant", variant, "--host", LOOPBACK, "--port", str(port)),
         *("--grpc-port", str(free_port())),
     )
-    child = start(name, command, home.logs / f"serve-{name}.log")
+    child = start(name, command, home.logs / f"serve-{name}.log", env)
     return ModelServer(variant, model, uri, digest, port, child)
 
 
@@ -105,6 +117,9 @@ class Router:
     def __init__(self, home: Home, deployment: str, port: int) -> None:
         self.prefix = home.run / f"router-{deployment}"
         self.conf = self.prefix / "nginx.conf"
+        self.proof = self.prefix / SNIPPET_KEY
+        self.token = secrets.token_urlsafe(32)
+        """The proof nginx sends the servers: give it to them as MLOPS_ROUTER_TOKEN."""
         self.log = home.logs / f"router-{deployment}.log"
         self.deployment = deployment
         self.port = port
@@ -115,23 +130,34 @@ class Router:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
-    def configure(self, split: Split, stable: ModelServer, canary: ModelServer | None) -> bool:
-        """Write the configuration for this split; start or reload nginx. True when changed."""
+    def configure(
+        self,
+        split: Split,
+        stable: ModelServer,
+        canary: ModelServer | None,
+        retired: Sequence[ModelServer] = (),
+    ) -> bool:
+        """Write the configuration for this split; start or reload nginx. True when changed.
+        ``retired``: servers about to stop, which still take feedback (NginxConfig)."""
         text = render(
             NginxConfig(
                 split=split,
                 stable=[stable.address],
                 canary=[canary.address] if canary and split.canary else [],
+                retired=[server.address for server in retired],
                 listen=f"{LOOPBACK}:{self.port}",
                 runtime_dir=str(self.prefix),
                 error_log=str(self.log),
                 worker_processes="1",
                 salt=self.deployment,
+                proof=str(self.proof),
+                client_keepalive=False,  # the split changes by SIGHUP: see NginxConfig
             )
         )
         if text == self.rendered and self.child and self.child.alive():
             return False
         self.prefix.mkdir(parents=True, exist_ok=True)
+        self._write_proof()
         self.conf.write_text(text)
         if self.child is None or not self.child.alive():
             self._start()
@@ -139,6 +165,12 @@ class Router:
             self._reload()
         self.rendered = text
         return True
+
+    def _write_proof(self) -> None:
+        """The snippet with the token, readable by its owner only (nginx runs as the user)."""
+        self.proof.touch(mode=0o600, exist_ok=True)
+        self.proof.chmod(0o600)
+        self.proof.write_text(snippet(self.token))
 
     def _start(self) -> None:
         command = [nginx_binary(), "-p", str(self.prefix), "-c", str(self.conf)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
@@ -16,11 +17,14 @@ from mlops_operator.metrics_sources.source import (
     COUNTED,
     LATENCY_BUCKETS,
     Reading,
+    Sources,
     Window,
     bound,
     counters,
+    matcher,
 )
 from mlops_operator.objects import VARIANTS
+from model_server.metric_names import REQUEST_DURATION
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +35,17 @@ class QueryError(Exception):
 
 class PrometheusSource:
     def __init__(
-        self, url: str, selector: str = defaults.PROMETHEUS_SELECTOR, timeout: float = 10.0
+        self,
+        url: str,
+        selector: str = defaults.PROMETHEUS_SELECTOR,
+        timeout: float = 10.0,
+        sources: Sources = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.selector = selector
         self.timeout = timeout
+        self.sources = sources
+        """Which requests count (source.sources_for; None: all)."""
 
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
         """An instant query's vector result."""
@@ -44,7 +54,7 @@ class PrometheusSource:
         try:
             with urllib.request.urlopen(url, timeout=self.timeout) as response:
                 body = json.loads(response.read())
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, http.client.HTTPException) as error:
             raise QueryError(f"{self.url}: {error}") from error
         if body.get("status") != "success":
             raise QueryError(f"{self.url}: {body.get('errorType')}: {body.get('error')}")
@@ -65,9 +75,11 @@ class PrometheusSource:
         rng = f"[{max(1, round(window))}s]"
         samples = []
         for metric, label in dict.fromkeys((s.metric, s.label) for s in COUNTED):
-            expr = f"sum by ({label}) (increase({metric}_total{{{sel}}}{rng}))"
+            only = matcher(metric, self.sources)
+            expr = f"sum by ({label}) (increase({metric}_total{{{sel}{only}}}{rng}))"
             samples += [(f"{metric}_total", {label: v}, n) for v, n in self._by(expr, label, at)]
-        expr = f"sum by (le) (increase({LATENCY_BUCKETS}{{{sel}}}{rng}))"
+        only = matcher(REQUEST_DURATION, self.sources)
+        expr = f"sum by (le) (increase({LATENCY_BUCKETS}{{{sel}{only}}}{rng}))"
         return counters(samples, {bound(le): n for le, n in self._by(expr, "le", at)})
 
     def read(
@@ -90,7 +102,8 @@ class PrometheusSource:
             )
         except QueryError as error:
             log.warning("%s/%s: cannot query Prometheus: %s", window.namespace, window.name, error)
-            return Reading({}, None)
+            problem = f"analysis.metrics.prometheusUrl: cannot query Prometheus at {error}"
+            return Reading({}, None, problem)
 
     def begin(self, window: Window) -> None:
         """Prometheus keeps the counters: nothing to remember at the window's start."""

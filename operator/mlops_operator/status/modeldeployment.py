@@ -11,25 +11,36 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast, get_args
 
+from mlops_operator.canary.handoff import MESSAGES, SERVING, STAGES, Handoff
+from mlops_operator.canary.hooks import Gate
 from mlops_operator.canary.machine import Decision, Phase, RolloutState
-from mlops_operator.canary.metrics import Counters, VariantMetrics
+from mlops_operator.canary.metrics import Counters, VariantMetrics, comparison
 from mlops_operator.canary.resolve import ServedModel, Waiting
+from mlops_operator.canary.retraining import DriftState
 from mlops_operator.objects import VariantName
-from mlops_operator.status.conditions import condition, parse_time, rfc3339
+from mlops_operator.status.conditions import condition, find, parse_time, rfc3339
 
 ACTIVE = ("Progressing", "Paused")
 """Phases in which a canary gets traffic."""
 CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "Promoted", "RolledBack")
+CHILD_PROBLEMS = ("NameClash", "ChildRejected", "MissingKind")
+METRICS_UNAVAILABLE = "MetricsUnavailable"
+"""Degraded while the analysis cannot read its metrics source (the rollout holds)."""
+"""Degraded reasons of :func:`degraded`: a pass that wrote every child clears them."""
 OUTCOMES = {"promote": "Promoted", "rollback": "RolledBack"}
 """The actions that end a rollout, and the condition each one sets True."""
 Snapshot = Mapping[str, Mapping[str, Counters]]
 """Each variant's counters by server at the start of the interval (builtin source)."""
 Conditions = Mapping[str, tuple[bool, str, str]]
 """Condition type -> (status, reason, message)."""
+HISTORY_LIMIT = 10
+"""Rollouts kept in status.history."""
+ENDINGS = {"promote": "Promoted", "rollback": "RolledBack", "stable": "Cancelled"}
+"""The actions that close the open history record, and its outcome."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class Observation:
     """The canary model wanted (None without one, or while it cannot be resolved)."""
     servers: Mapping[VariantName, Servers]
     url: str
+    entry_ready: bool = True
+    """The entry takes requests (the builtin router: one of its Pods is ready)."""
     shadow: bool = False
     wanted_stable_replicas: int = 1
     promoted: Mapping[str, Any] | None = None
@@ -57,6 +70,14 @@ class Observation:
     snapshot: Snapshot | None = None
     canary_waiting: Waiting | None = None
     """Why the canary named in the spec cannot be served yet."""
+    metrics_problem: str | None = None
+    """Why the analysis due in this pass could read no metrics (the source's words)."""
+    replaced: str | None = None
+    """The digest the stable variant served before this pass (a promotion replaces it)."""
+    command: str | None = None
+    """The mlops.dev/command value handled in this pass."""
+    command_problem: str | None = None
+    """Why that value was not acted on (not a command, or nothing to act on)."""
 
 
 def epoch(text: str | None) -> float | None:
@@ -76,7 +97,26 @@ def state_from_status(status: Mapping[str, Any] | None) -> RolloutState:
         weight=int(status.get("canaryWeight") or 0),
         failures=int(analysis.get("failures") or 0),
         since=epoch(analysis.get("time")),
+        held=bool((status.get("control") or {}).get("paused")),
+        gate=analysis.get("gate") if analysis.get("gate") in get_args(Gate) else None,
+        promotions=tuple(
+            (record["digest"], record.get("replaces"))
+            for record in status.get("history") or ()
+            if record.get("outcome") == "Promoted"
+        ),
     )
+
+
+def canary_ready(status: Mapping[str, Any] | None) -> bool:
+    """Every model server the canary variant wants was ready at the last pass."""
+    canary = (status or {}).get("canary") or {}
+    wanted = int(canary.get("replicas") or 0)
+    return wanted > 0 and int(canary.get("readyReplicas") or 0) >= wanted
+
+
+def handled_command(status: Mapping[str, Any] | None) -> str | None:
+    """The mlops.dev/command value acted on last."""
+    return ((status or {}).get("control") or {}).get("command")
 
 
 def snapshot_from_status(status: Mapping[str, Any] | None) -> dict[str, dict[str, Counters]]:
@@ -117,6 +157,58 @@ def promoted_stable(
     return wanted
 
 
+def handoff_from_status(status: Mapping[str, Any] | None) -> Handoff | None:
+    """The promotion's hand-off under way (status.handoff), if any."""
+    found = (status or {}).get("handoff") or {}
+    previous = found.get("previous") or {}
+    stage, since = found.get("stage"), epoch(found.get("since"))
+    if stage not in STAGES or since is None or not previous.get("digest"):
+        return None
+    return Handoff(
+        stage=stage,
+        since=since,
+        previous=ServedModel(previous["uri"], previous["digest"], previous.get("model")),
+        settled=epoch(found.get("settled")),
+    )
+
+
+def with_handoff(
+    status: Mapping[str, Any], generation: int | None, handoff: Handoff | None, now: float
+) -> dict[str, Any]:
+    """The status with the hand-off under way: status.handoff, the weights the router applies
+    in its stage, Progressing True (reason Promoting) so the rollout is ticked to its end; when
+    it is over, Progressing False (reason Promoted)."""
+    out = dict(status)
+    if handoff is None:
+        if "handoff" not in out:
+            return out
+        del out["handoff"]
+        message = "promotion complete: the canary's servers are gone"
+        types = {"Progressing": (False, "Promoted", message)}
+        out["conditions"] = conditions(out, generation, types, now)
+        return out
+    serving = SERVING[handoff.stage]
+    previous = served(handoff.previous)
+    out["handoff"] = {
+        "stage": handoff.stage,
+        "since": rfc3339(handoff.since, precise=True),
+        "previous": previous,
+    }
+    if handoff.settled is not None:
+        out["handoff"]["settled"] = rfc3339(handoff.settled, precise=True)
+    weight = serving.canary_weight or 0
+    out["canaryWeight"] = weight
+    if "stable" in out:
+        out["stable"] = {**out["stable"], "weight": 100 - weight}
+    if "canary" in out:
+        out["canary"] = {**out["canary"], "weight": weight}
+    message = f"{MESSAGES[handoff.stage]} ({handoff.stage})"
+    out["conditions"] = conditions(
+        out, generation, {"Progressing": (True, "Promoting", message)}, now
+    )
+    return out
+
+
 def conditions(
     previous: Mapping[str, Any], generation: int | None, types: Conditions, now: float
 ) -> list[dict[str, Any]]:
@@ -148,6 +240,43 @@ def failed(
         "message": message,
         "conditions": conditions(previous, generation, types, now),
     }
+
+
+def degraded(
+    previous: Mapping[str, Any], generation: int | None, reason: str, message: str, now: float
+) -> dict[str, Any]:
+    """The children cannot be written (a name clash, say): the served variants stay as they
+    were; Degraded with the reason, not Ready while nothing is served."""
+    served_before = bool((previous.get("stable") or {}).get("readyReplicas"))
+    types = {"Degraded": (True, reason, message), "Progressing": (True, reason, message)}
+    if not served_before:
+        types["Ready"] = (False, reason, message)
+    return {
+        **previous,
+        "message": message,
+        "conditions": conditions(previous, generation, types, now),
+    }
+
+
+def idle(status: Mapping[str, Any] | None, generation: int | None) -> bool:
+    """Nothing will happen until the spec, a child or a TrainingJob changes: the status is of
+    this generation, no rollout is under way and nothing is waited for (Progressing is not
+    True). The operator's timer runs only for ModelDeployments that are not idle."""
+    if not status or status.get("observedGeneration") != generation:
+        return False
+    if status.get("phase") in ACTIVE:
+        return False
+    progressing = find(status.get("conditions"), "Progressing")
+    return not (progressing and progressing.get("status") == "True")
+
+
+def pruned(value: Any) -> Any:
+    """The value as the API server stores it: no null fields (the schema prunes them)."""
+    if isinstance(value, Mapping):
+        return {k: pruned(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [pruned(v) for v in value]
+    return value
 
 
 def waiting(
@@ -194,7 +323,13 @@ def compose(
         status.pop("canary", None)
     if seen.promoted:
         status["promoted"] = dict(seen.promoted)
-    status["analysis"] = _analysis(previous, seen)
+    status["analysis"] = _analysis(previous, seen, now)
+    control = _control(previous, seen, now)
+    if control:
+        status["control"] = control
+    history = _history(previous.get("history") or [], seen, now)
+    if history:
+        status["history"] = history
     status["url"] = seen.url
     if decision.action not in ("wait", "done"):
         status["message"] = decision.message
@@ -215,6 +350,8 @@ def _conditions(seen: Observation, status: dict[str, Any]) -> dict[str, tuple[bo
             f"{ready} stable model server(s) ready",
         ),
     }
+    if ready > 0 and not seen.entry_ready:
+        types["Ready"] = (False, "RouterNotReady", f"{types['Ready'][2]}, no router Pod ready yet")
     if decision.action not in ("wait", "done"):
         types["Progressing"] = (new.phase in ACTIVE, decision.reason, decision.message)
         failed_ = decision.action == "rollback"
@@ -233,10 +370,37 @@ def _conditions(seen: Observation, status: dict[str, Any]) -> dict[str, tuple[bo
         types["Progressing"] = (True, seen.canary_waiting.reason, status["message"])
     elif new.phase == "Stable":
         types["Progressing"] = (False, "Stable", "no rollout under way")
+    if seen.metrics_problem is not None:
+        types["Degraded"] = (True, METRICS_UNAVAILABLE, seen.metrics_problem)
+    before = find(status.get("conditions"), "Degraded") or {}
+    if "Degraded" not in types and before.get("reason") in CHILD_PROBLEMS:
+        types["Degraded"] = (False, "AsExpected", "every child is written")
     return types
 
 
-def _analysis(previous: Mapping[str, Any], seen: Observation) -> dict[str, Any] | None:
+def _judged(
+    analysis: dict[str, Any], previous: Mapping[str, Any], seen: Observation, now: float
+) -> None:
+    """The verdict of the interval just judged, with each variant's numbers."""
+    analysis["verdict"] = seen.decision.verdict
+    analysis["judged"] = rfc3339(now, precise=True)
+    analysis["weight"] = int(previous.get("canaryWeight") or 0)
+    analysis["message"] = seen.decision.message
+    measured = seen.measured or {}
+    for variant in ("stable", "canary"):
+        metrics = measured.get(variant)
+        if metrics is not None:
+            analysis[variant] = metrics.to_status()
+        else:
+            analysis.pop(variant, None)
+    compared = comparison(measured.get("canary"), measured.get("stable"))
+    if compared:
+        analysis["comparison"] = compared
+    else:
+        analysis.pop("comparison", None)
+
+
+def _analysis(previous: Mapping[str, Any], seen: Observation, now: float) -> dict[str, Any] | None:
     decision = seen.decision
     new = decision.state
     if new.phase == "Stable":
@@ -248,16 +412,12 @@ def _analysis(previous: Mapping[str, Any], seen: Observation) -> dict[str, Any] 
         analysis["time"] = rfc3339(new.since, precise=True)
     analysis["step"] = new.step
     analysis["failures"] = new.failures
+    if new.gate:
+        analysis["gate"] = new.gate
+    else:
+        analysis.pop("gate", None)
     if decision.verdict is not None:
-        analysis["verdict"] = decision.verdict
-        analysis["message"] = decision.message
-        measured = seen.measured or {}
-        for variant in ("stable", "canary"):
-            metrics = measured.get(variant)
-            if metrics is not None:
-                analysis[variant] = metrics.to_status()
-            else:
-                analysis.pop(variant, None)
+        _judged(analysis, previous, seen, now)
     if decision.new_window:
         if seen.snapshot is not None:
             analysis["snapshot"] = snapshot_to_status(seen.snapshot)
@@ -266,3 +426,92 @@ def _analysis(previous: Mapping[str, Any], seen: Observation) -> dict[str, Any] 
     if new.phase in ("Promoted", "RolledBack"):
         analysis.pop("snapshot", None)
     return analysis
+
+
+def _control(previous: Mapping[str, Any], seen: Observation, now: float) -> dict[str, Any]:
+    control = dict(previous.get("control") or {})
+    control["paused"] = seen.decision.state.held
+    if seen.command is not None:
+        control["command"] = seen.command
+        control["message"] = seen.command_problem or seen.decision.message
+        control["time"] = rfc3339(now)
+    return control if control != {"paused": False} else {}
+
+
+def _history(
+    previous: list[Mapping[str, Any]], seen: Observation, now: float
+) -> list[dict[str, Any]]:
+    """The rollouts so far: a start opens a record (closing one still open as Superseded);
+    a promotion, a rollback or the canary's removal closes it."""
+    decision = seen.decision
+    history = [dict(record) for record in previous]
+    open_ = history[-1] if history and not history[-1].get("outcome") else None
+    when = rfc3339(now)
+    if decision.action == "start" and seen.canary is not None:
+        if open_ is not None:
+            open_.update(outcome="Superseded", finished=when, message="a newer rollout started")
+        history.append(
+            {
+                "model": seen.canary.name or seen.canary.uri,
+                "digest": seen.canary.digest,
+                "replaces": seen.stable.digest,
+                "started": when,
+                "message": decision.message,
+            }
+        )
+    elif decision.reason == "RollbackWindow" and seen.canary is not None:
+        record = {
+            "model": seen.canary.name or seen.canary.uri,
+            "digest": seen.canary.digest,
+            "replaces": seen.replaced,
+            "started": when,
+            "finished": when,
+            "outcome": "Promoted",
+            "message": decision.message,
+        }
+        history.append(record)
+    elif decision.action in ENDINGS and open_ is not None:
+        outcome = "Aborted" if decision.reason == "Aborted" else ENDINGS[decision.action]
+        open_.update(outcome=outcome, finished=when, message=decision.message[:1000])
+    return history[-HISTORY_LIMIT:]
+
+
+def with_webhooks(
+    status: Mapping[str, Any], results: Sequence[Mapping[str, Any]], now: float
+) -> dict[str, Any]:
+    """The status with each webhook's last call (by name, in the spec's order of calls)."""
+    if not results:
+        return dict(status)
+    calls = {call["name"]: dict(call) for call in status.get("webhooks") or ()}
+    for result in results:
+        calls[result["name"]] = {**result, "time": rfc3339(now)}
+    return {**status, "webhooks": list(calls.values())[-40:]}
+
+
+def drift_state(status: Mapping[str, Any] | None) -> DriftState:
+    """The retraining state status.retraining records."""
+    found = (status or {}).get("retraining") or {}
+    return DriftState(
+        checked=epoch(found.get("checked")),
+        psi=found.get("psi"),
+        drifting=int(found.get("drifting") or 0),
+        triggered=epoch(found.get("triggered")),
+        run=found.get("run"),
+        runs=int(found.get("runs") or 0),
+        message=found.get("message"),
+    )
+
+
+def with_retraining(status: Mapping[str, Any], state: DriftState) -> dict[str, Any]:
+    """The status with status.retraining for ``state``."""
+    out: dict[str, Any] = {"drifting": state.drifting, "runs": state.runs}
+    for key in ("checked", "triggered"):
+        value = getattr(state, key)
+        if value is not None:
+            out[key] = rfc3339(value)
+    if state.psi is not None:
+        out["psi"] = round(state.psi, 4)
+    for key in ("run", "message"):
+        if getattr(state, key) is not None:
+            out[key] = getattr(state, key)
+    return {**status, "retraining": out}

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_operator.api.workload import ExitCode
+from mlops_operator.api.workload import MODEL_STORE_FAULTS, ExitCode
+from mlops_operator.status import search as search_status
 from mlops_operator.status.conditions import condition, find, rfc3339
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
@@ -149,6 +150,12 @@ def _failed_pod_outcome(pod: Mapping[str, Any]) -> Outcome | None:
     return Outcome(FAILED, "TrainingFailed", f"mlops train exited with code {code}{detail}")
 
 
+def _store_fault(pod: Mapping[str, Any] | None) -> bool:
+    """The Pod failed because the model store could not take the artifact."""
+    terminated = _terminated(pod) if pod is not None else None
+    return terminated is not None and terminated.get("exitCode") in MODEL_STORE_FAULTS
+
+
 def _stuck_pod_outcome(pod: Mapping[str, Any]) -> Outcome | None:
     """A Pod that will never start by itself (bad image, missing Secret)."""
     waiting = _waiting(pod)
@@ -192,10 +199,27 @@ def observe(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) ->
     return _in_progress(job, pods)
 
 
+def pod_result(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The trainer's result in a terminated Pod's message; None before it terminated."""
+    terminated = _terminated(pod)
+    return parse_result(terminated.get("message") if terminated else None)
+
+
+def _published(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The result of the Pod that published (worker 0 of a parallel search)."""
+    done = sorted(
+        (p for p in pods if p.get("status", {}).get("phase") == "Succeeded"),
+        key=_created,
+        reverse=True,
+    )
+    results = [r for r in map(pod_result, done) if r is not None]
+    with_model = [r for r in results if isinstance(r.get("model"), Mapping)]
+    chosen = with_model or results
+    return chosen[0] if chosen else None
+
+
 def _succeeded(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Outcome:
-    pod = _latest(pods, "Succeeded")
-    terminated = _terminated(pod) if pod else None
-    result = parse_result(terminated.get("message") if terminated else None)
+    result = _published(pods)
     if result is None or not isinstance(result.get("model"), Mapping):
         return Outcome(
             FAILED,
@@ -230,16 +254,34 @@ def _failed(
         return pod_outcome
     if reason == "BackoffLimitExceeded":
         limit = job.get("spec", {}).get("backoffLimit")
+        times = f"the training failed {int(limit or 0) + 1} times (spec.backoffLimit {limit})"
+        if pod_outcome is not None and _store_fault(p):
+            return Outcome(
+                FAILED, pod_outcome.reason, f"{pod_outcome.message}; {times}", pod_outcome.result
+            )
         last = f"; the last attempt: {pod_outcome.message}" if pod_outcome else ""
         return Outcome(
             FAILED,
             "BackoffLimitExceeded",
-            f"the training failed {int(limit or 0) + 1} times (spec.backoffLimit {limit}){last}",
+            f"{times}{last}",
             pod_outcome.result if pod_outcome else {},
         )
     if pod_outcome is not None:
         return pod_outcome
     return Outcome(FAILED, reason or "JobFailed", _tail(failed.get("message")) or reason)
+
+
+def _running(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], running: Mapping[str, Any]
+) -> Outcome:
+    workers = int(job.get("spec", {}).get("completions") or 1)
+    if job.get("spec", {}).get("completionMode") != "Indexed" or workers == 1:
+        return Outcome(RUNNING, "Training", f"Pod {running['metadata']['name']} is training")
+    live = sum(p.get("status", {}).get("phase") == "Running" for p in pods)
+    done = int(job.get("status", {}).get("succeeded") or 0)
+    return Outcome(
+        RUNNING, "Searching", f"search: {live} worker Pods running, {done} of {workers} finished"
+    )
 
 
 def _in_progress(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Outcome:
@@ -248,7 +290,7 @@ def _in_progress(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> O
         return stuck
     running = _latest(pods, "Running")
     if running is not None:
-        return Outcome(RUNNING, "Training", f"Pod {running['metadata']['name']} is training")
+        return _running(job, pods, running)
     if latest is not None:
         pod = latest["metadata"]["name"]
         scheduled = find(latest.get("status", {}).get("conditions"), "PodScheduled")
@@ -369,7 +411,11 @@ def compute(
         status["startTime"] = old["startTime"]
     if outcome.phase in TERMINAL:
         status["completionTime"] = _finish_time(job, now)
+    if (searched := search_status.compose(body.get("spec") or {}, pods, pod_result)) is not None:
+        status["search"] = searched
     result = outcome.result
+    if isinstance(result.get("search"), Mapping):
+        status["search"] = dict(result["search"])
     if result.get("metrics"):
         status["metrics"] = dict(result["metrics"])
     if outcome.phase == SUCCEEDED:
@@ -383,11 +429,24 @@ def compute(
             status["score"] = score
         if isinstance(result.get("onnx"), Mapping):
             status["onnx"] = dict(result["onnx"])
+    status.update(_trust(result))
     event = None
     if (old.get("phase"), _reason(old)) != (outcome.phase, outcome.reason):
         kind = "Warning" if outcome.phase == FAILED else "Normal"
         event = Event(kind, outcome.reason, outcome.message)
     return status, event
+
+
+def _trust(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's privacy budget and findings, its MLflow run, its report."""
+    out: dict[str, Any] = {
+        key: dict(result[key])
+        for key in ("privacy", "tracking")
+        if isinstance(result.get(key), Mapping)
+    }
+    if isinstance(result.get("report"), str):
+        out["report"] = result["report"]
+    return out
 
 
 def rejected(

@@ -6,7 +6,11 @@
 - ``x-mlops-variant: stable|canary`` forces a variant;
 - shadow: ``mirror`` copies each request (with its body) to the canary and drops the answer;
 - feedback: sent to the variant that remembers the request id (tried in turn, a 404 moves
-  on), and in shadow copied to the canary too, so each variant's online accuracy counts.
+  on), and in shadow copied to the canary too, so each variant's online accuracy counts;
+  servers a promotion or rollback just retired still get it, for what they predicted;
+- the proof (traffic.proof): every proxied request, mirrored ones too, carries the header
+  ``X-Mlops-Router`` from the included snippet file (a Secret, never this configuration);
+  a client's own copy is always overwritten, or dropped when there is no snippet.
 
 The same renderer serves the router Pod (nginx-unprivileged, read-only root filesystem) and the
 local runner (the nginx binary, a temporary prefix).
@@ -19,9 +23,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mlops_operator.traffic.proof import cleared
 from mlops_operator.traffic.split import VARIANT_HEADER, Split
 
 HEALTH_PATH = "/mlops-router/healthz"
+READY_PATH = "/mlops-router/ready"
+"""Ready once the stable servers answer through this router: a new router Pod takes clients
+only once its connections get through (the NetworkPolicy enforcer may not know its address
+yet: the real-node soak counted 502s from router Pods just started)."""
 FEEDBACK_PATH = "^/v2/models/[^/]+(/versions/[^/]+)?/feedback$"
 """Feedback reaches the variant that made the prediction, without the client naming it."""
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -33,6 +42,10 @@ class NginxConfig:
     stable: Sequence[str]
     """Upstream servers of the stable variant, host:port (a Service DNS name in a cluster)."""
     canary: Sequence[str] = ()
+    retired: Sequence[str] = ()
+    """Servers of a variant just replaced (a promotion, a rollback) that have not stopped
+    yet: no prediction goes to them, but feedback still does (tried with the live servers,
+    a 404 moves on), so a prediction made just before the switch keeps its feedback."""
     listen: str = "8080"
     """A port, or address:port."""
     runtime_dir: str = "/tmp"
@@ -45,6 +58,18 @@ class NginxConfig:
     salt: str = ""
     """Mixed into the sticky hash, so two deployments split the same keys independently."""
     extra_upstream_options: Sequence[str] = field(default=("keepalive 32",))
+    proof: str | None = None
+    """The snippet file (traffic.proof.snippet) that sets the router's proof header, included
+    where nginx proxies; None: no proof, the header is only dropped."""
+    client_keepalive: bool = True
+    """Keep clients' connections open between requests. Off, every answer closes its
+    connection: a reload (SIGHUP closes idle keep-alive connections, racing a client's next
+    request on them) then loses no request of a client that never retries (the local runner)."""
+
+
+KEEPALIVE_TIME_SECONDS = 5
+"""A client connection is closed after its answer (Connection: close) once this old, so
+steady clients move off a terminating router Pod by themselves: its preStop pause is longer."""
 
 
 def _key_variable(config: NginxConfig) -> str:
@@ -78,6 +103,7 @@ def render(config: NginxConfig) -> str:
         raise ValueError("a split with a canary needs canary upstream servers")
     run = config.runtime_dir.rstrip("/") or "/"
     header_var = "$http_" + split.override_header.lower().replace("-", "_")
+    proof = f"include {config.proof};" if config.proof else cleared()
     key = _key_variable(config)
     lines: list[str] = []
     if config.user:
@@ -99,7 +125,8 @@ def render(config: NginxConfig) -> str:
         f"    scgi_temp_path {run}/scgi_temp;",
         "    server_tokens off;",
         "    client_max_body_size 16m;",
-        "    keepalive_timeout 65s;",
+        f"    keepalive_timeout {'65s' if config.client_keepalive else '0'};",
+        f"    keepalive_time {KEEPALIVE_TIME_SECONDS}s;",
         f"    access_log {config.access_log or 'off'};",
         "",
     ]
@@ -107,10 +134,11 @@ def render(config: NginxConfig) -> str:
     if split.canary:
         lines += _upstream("canary", config.canary, config.extra_upstream_options)
     live_split = split.canary and not split.mirror
-    if live_split:
-        # Feedback goes to whichever variant remembers the request id: one answers 404.
-        both = [*config.stable, *config.canary]
-        lines += _upstream("either", both, config.extra_upstream_options)
+    pooled = live_split or bool(config.retired)
+    if pooled:
+        # Feedback goes to whichever server remembers the request id: the others answer 404.
+        live = [*config.stable, *(config.canary if live_split else ())]
+        lines += _upstream("either", [*live, *config.retired], config.extra_upstream_options)
     lines.append("")
     # The variant a request gets: the split, unless the override header names one.
     if split.sticky is not None:
@@ -144,7 +172,7 @@ def render(config: NginxConfig) -> str:
         "    }",
         f"    map {header_var} $mlops_feedback {{",
         *forced,
-        f"        default {'either' if live_split else 'stable'};",
+        f"        default {'either' if pooled else 'stable'};",
         "    }",
         "",
         "    server {",
@@ -154,12 +182,20 @@ def render(config: NginxConfig) -> str:
         "        proxy_set_header Host $host;",
         "        proxy_set_header X-Request-Id $request_id;",
         "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        f"        {proof}",
         "        proxy_next_upstream error timeout;",
         f"        add_header {VARIANT_HEADER} $mlops_variant always;",
         "",
         f"        location = {HEALTH_PATH} {{",
         "            access_log off;",
         '            return 200 "ok\\n";',
+        "        }",
+        "",
+        f"        location = {READY_PATH} {{",
+        "            access_log off;",
+        "            proxy_connect_timeout 2s;",
+        "            proxy_read_timeout 2s;",
+        "            proxy_pass http://mlops_stable/v2/health/ready;",
         "        }",
         "",
         f"        location ~ {FEEDBACK_PATH} {{",
@@ -182,6 +218,7 @@ def render(config: NginxConfig) -> str:
             "        location = /_mlops_mirror {",
             "            internal;",
             "            proxy_set_header X-Mlops-Mirrored 1;",
+            f"            {proof}",
             "            proxy_connect_timeout 2s;",
             "            proxy_read_timeout 10s;",
             "            proxy_pass http://mlops_canary$request_uri;",

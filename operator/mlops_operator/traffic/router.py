@@ -2,7 +2,8 @@
 
 A configuration change changes the checksum annotation of the Pod template, so the
 Deployment rolls the router (surge first, readiness-gated, a preStop pause while endpoints
-update, graceful nginx shutdown): no request is dropped.
+update, graceful nginx shutdown): no request is dropped. The router's proof to the model
+servers (traffic.proof) comes from the Secret ``<name>-router-token``, mounted read-only.
 """
 
 from __future__ import annotations
@@ -17,13 +18,24 @@ from mlops_operator.objects import (
     labels,
     pod_security_context,
     router_name,
+    router_token_secret_name,
     selector,
     variant_name,
 )
-from mlops_operator.traffic.nginx import HEALTH_PATH, NginxConfig, checksum, render
+from mlops_operator.traffic.nginx import (
+    HEALTH_PATH,
+    KEEPALIVE_TIME_SECONDS,
+    READY_PATH,
+    NginxConfig,
+    checksum,
+    render,
+)
+from mlops_operator.traffic.proof import SNIPPET_DIR, SNIPPET_KEY
 from mlops_operator.traffic.split import Split
 
 CHECKSUM_ANNOTATION = "mlops.dev/config-checksum"
+ROUTER_PORT = 8080
+"""nginx's listen port in the router Pods (the entry Service's target)."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +46,12 @@ class RouterOptions:
     run_as_user: int = defaults.ROUTER_RUN_AS
 
 
-def nginx_conf(mdep: str, namespace: str, split: Split, options: RouterOptions) -> str:
+def nginx_conf(
+    mdep: str, namespace: str, split: Split, options: RouterOptions, *, retired: bool = False
+) -> str:
+    """``retired``: the canary's servers get no prediction but still take feedback (a
+    promotion's hand-off, mlops_operator.canary.handoff)."""
+
     def host(variant: VariantName) -> str:
         service = variant_name(mdep, variant)
         return f"{service}.{namespace}.svc.{options.cluster_domain}:80"
@@ -44,18 +61,21 @@ def nginx_conf(mdep: str, namespace: str, split: Split, options: RouterOptions) 
             split=split,
             stable=[host("stable")],
             canary=[host("canary")] if split.canary else [],
+            retired=[host("canary")] if retired and not split.canary else [],
             salt=f"{namespace}/{mdep}",
+            listen=str(ROUTER_PORT),
+            proof=f"{SNIPPET_DIR}/{SNIPPET_KEY}",
         )
     )
 
 
 def router_objects(
-    mdep: str, namespace: str, split: Split, options: RouterOptions
+    mdep: str, namespace: str, split: Split, options: RouterOptions, *, retired: bool = False
 ) -> list[dict[str, Any]]:
     """ConfigMap, Deployment and PodDisruptionBudget of the nginx router."""
     name = router_name(mdep)
     lab = labels(mdep, "router")
-    conf = nginx_conf(mdep, namespace, split, options)
+    conf = nginx_conf(mdep, namespace, split, options, retired=retired)
     meta = {"name": name, "namespace": namespace, "labels": lab}
     config_map = {
         "apiVersion": "v1",
@@ -64,14 +84,17 @@ def router_objects(
         "data": {"nginx.conf": conf},
     }
     probe = {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "periodSeconds": 5}
+    ready = {"httpGet": {"path": READY_PATH, "port": "http"}, "periodSeconds": 1}
     container = {
         "name": "nginx",
         "image": options.image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
-        "readinessProbe": probe,
+        "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
+        "readinessProbe": ready,
         "livenessProbe": {**probe, "initialDelaySeconds": 5, "periodSeconds": 10},
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
+        # Out of the endpoints first; then steady clients leave within keepalive_time (each
+        # gets Connection: close), before nginx's graceful stop closes what is left idle.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(KEEPALIVE_TIME_SECONDS + 5)]}}},
         "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
         "securityContext": container_security_context(),
         "volumeMounts": [
@@ -81,6 +104,7 @@ def router_objects(
                 "subPath": "nginx.conf",
                 "readOnly": True,
             },
+            {"name": "proof", "mountPath": SNIPPET_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
@@ -93,7 +117,7 @@ def router_objects(
             "selector": {"matchLabels": selector(mdep, "router")},
             "strategy": {
                 "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "100%"},
             },
             "minReadySeconds": 2,
             "template": {
@@ -102,10 +126,18 @@ def router_objects(
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(options.run_as_user),
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": KEEPALIVE_TIME_SECONDS + 35,
                     "containers": [container],
                     "volumes": [
                         {"name": "config", "configMap": {"name": name}},
+                        {
+                            "name": "proof",
+                            "secret": {
+                                "secretName": router_token_secret_name(mdep),
+                                "items": [{"key": SNIPPET_KEY, "path": SNIPPET_KEY}],
+                                "defaultMode": 0o440,
+                            },
+                        },
                         {"name": "tmp", "emptyDir": {}},
                     ],
                 },

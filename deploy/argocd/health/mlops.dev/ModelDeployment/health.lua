@@ -1,5 +1,6 @@
 -- Argo CD health of a ModelDeployment (mlops.dev/v1alpha1), from its status.phase:
--- Stable, Promoted -> Healthy; Progressing -> Progressing; Paused -> Suspended (a rollout
+-- Stable, Promoted -> Healthy (Progressing while status.handoff says the promotion's hand-off
+-- is under way); Progressing -> Progressing; Paused -> Suspended (a rollout
 -- waiting for a person, as Argo Rollouts reports a paused rollout); RolledBack, Degraded,
 -- Failed -> Degraded; no status yet or an unknown phase -> Progressing.
 local hs = {}
@@ -40,7 +41,10 @@ if status.observedGeneration ~= nil and obj.metadata.generation ~= nil
 end
 
 local phase = status.phase
-if phase == "Stable" or phase == "Promoted" then
+if phase == "Promoted" and status.handoff ~= nil then
+  hs.status = "Progressing"
+  hs.message = describe(condition_of(status, "Progressing"), "Promoting")
+elseif phase == "Stable" or phase == "Promoted" then
   hs.status = "Healthy"
   hs.message = describe(condition_of(status, "Ready"), phase)
 elseif phase == "Paused" then

@@ -1,14 +1,14 @@
-"""Fitting: k-fold cross-validation of the pipeline, or a grid/random hyperparameter search.
+"""What every way of fitting shares: folds, scorers, failures as one-line errors, the outcome.
 
-Either way the outcome is a pipeline refitted on the whole training set, the cross-validation
-score of what was chosen (``cv_mean``, ``cv_std``) and, after a search, the best params.
-Folds are stratified for classification and shuffled with the spec's seed; everything runs
-in one process (``n_jobs=1``), so the same spec, data and seed give the same model.
+The outcome (:class:`Fitted`) is a pipeline refitted on the whole training set, the
+cross-validation scores of what was chosen (``cv_mean``, ``cv_std``) and, after a search, the
+best params and the search's status. Folds are stratified for classification and shuffled with
+the spec's seed; a process fits one model at a time (``n_jobs=1``), so the same spec, data and
+seed give the same model.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,19 +18,12 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import get_scorer, get_scorer_names
-from sklearn.model_selection import (
-    GridSearchCV,
-    KFold,
-    RandomizedSearchCV,
-    StratifiedKFold,
-    cross_validate,
-)
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from mlops_operator.api.trainingjob import Search
+from mlops_operator.api.trainingjob import SearchStatus
 from trainer.errors import BadParamsError, TrainingFailedError
-from trainer.pipeline import MODEL_STEP
 
 DEFAULT_CV = 5
 DEFAULT_SCORING = {"classification": "accuracy", "regression": "r2"}
@@ -44,6 +37,7 @@ class Fitted:
     best_params: dict[str, Any] | None = None
     candidates: int = 1
     warnings: list[str] = field(default_factory=list)
+    search: SearchStatus | None = None
 
     @property
     def cv_mean(self) -> float:
@@ -80,7 +74,7 @@ def check_scoring(scoring: str) -> str:
     return scoring
 
 
-def _run(action: Callable[[], Any], caught: list[str]) -> Any:
+def guarded(action: Callable[[], Any], caught: list[str]) -> Any:
     """Run ``action``, turning scikit-learn's failures into one-line errors."""
     with warnings.catch_warnings(record=True) as recorded:
         warnings.simplefilter("always")
@@ -105,74 +99,26 @@ def _run(action: Callable[[], Any], caught: list[str]) -> Any:
     return result
 
 
-def fit(
-    pipeline: Pipeline,
-    *,
-    search: Search | None,
-    task: str,
-    seed: int,
-    x: pd.DataFrame,
-    y: pd.Series,
+def cross_validated(
+    pipeline: Pipeline, *, task: str, seed: int, x: pd.DataFrame, y: pd.Series
 ) -> Fitted:
+    """No search: the pipeline's k-fold cross-validation, then its fit on the whole set."""
     caught: list[str] = []
-    n_splits = search.cv if search else DEFAULT_CV
-    scoring = check_scoring((search.scoring if search else None) or DEFAULT_SCORING[task])
-    cv = folds(task, n_splits, seed, y)
-    if search is None:
-        scores = _run(
-            lambda: cross_validate(clone(pipeline), x, y, cv=cv, scoring=scoring, n_jobs=1),
-            caught,
-        )
-        _run(lambda: pipeline.fit(x, y), caught)
-        return Fitted(
-            pipeline=pipeline,
-            cv_scoring=scoring,
-            cv_scores=[float(s) for s in scores["test_score"]],
-            warnings=caught,
-        )
-    grid = {f"{MODEL_STEP}__{name}": list(values) for name, values in search.params.items()}
-    for name, values in search.params.items():
-        if not values:
-            raise BadParamsError(f"search.params.{name}: needs at least one candidate value")
-    size = math.prod(len(values) for values in grid.values())
-    searcher: GridSearchCV | RandomizedSearchCV
-    if search.strategy == "grid":
-        searcher = GridSearchCV(pipeline, grid, cv=cv, scoring=scoring, n_jobs=1, refit=True)
-    else:
-        searcher = RandomizedSearchCV(
-            pipeline,
-            grid,
-            n_iter=min(search.n_iter, size),
-            cv=cv,
-            scoring=scoring,
-            n_jobs=1,
-            refit=True,
-            random_state=seed,
-        )
-    _run(lambda: searcher.fit(x, y), caught)
-    best = int(searcher.best_index_)
-    results = searcher.cv_results_
-    scores = [float(results[f"split{i}_test_score"][best]) for i in range(n_splits)]
-    if any(math.isnan(score) for score in scores):
-        raise TrainingFailedError(
-            "training failed: the best candidate's cross-validation scores are NaN "
-            "(every candidate failed to fit?)"
-        )
-    best_params = {
-        name.removeprefix(f"{MODEL_STEP}__"): _plain(value)
-        for name, value in searcher.best_params_.items()
-    }
+    scoring = check_scoring(DEFAULT_SCORING[task])
+    cv = folds(task, DEFAULT_CV, seed, y)
+    scores = guarded(
+        lambda: cross_validate(clone(pipeline), x, y, cv=cv, scoring=scoring, n_jobs=1), caught
+    )
+    guarded(lambda: pipeline.fit(x, y), caught)
     return Fitted(
-        pipeline=searcher.best_estimator_,
+        pipeline=pipeline,
         cv_scoring=scoring,
-        cv_scores=scores,
-        best_params=best_params,
-        candidates=len(results["params"]),
+        cv_scores=[float(s) for s in scores["test_score"]],
         warnings=caught,
     )
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A JSON-friendly value (numpy scalars become Python ones)."""
     if isinstance(value, np.generic):
         return value.item()

@@ -1,0 +1,666 @@
+"""Rollout control on the real node: one chart installation, the quickstart's two models trained
+by real TrainingJob Pods, real model-server Pods behind the real nginx router Pods, and clients
+on the node's host sending predictions through the router's Service (kube-proxy), each answer
+recorded with the variant the router says served it (`x-mlops-served-by`) and the model
+version the server answered with.
+
+- blue-green: the candidate runs at the stable variant's full size behind the preview Service
+  (the preview header reaches it through the router); the switch moves every client at once
+  (weights 0 then 100, nothing between); `kubectl mlops abort` after the switch puts every
+  client back on the old servers, which were never touched, within ABORT_BOUND seconds;
+  `kubectl mlops retry` starts it again and `kubectl mlops promote` promotes it;
+- `kubectl mlops promote`, `abort`, `retry` and `promote --full` act on a running canary, and
+  the clients follow;
+- a confirm-promotion gate (a webhook server on the node's address, which the operator's Pod
+  reaches: the chart's NetworkPolicy restricts only the operator's ingress) holds the rollout,
+  condition and reason naming the gate, until it answers 2xx; a notification sink of the
+  ModelDeployment and the chart's operator-wide one get every rollout's notifications in order.
+
+The three ModelDeployments are created together once the models are trained, so their Pods
+start side by side (the module's wall time is the CI budget's); each test then drives its own.
+The analysis tick is 1 s and the router runs one Pod (values of the installation below).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from kubernetes import client
+from sklearn.datasets import load_breast_cancer
+
+from mlops_operator.objects import LABEL_VARIANT, selector, selector_string
+from mlops_operator.traffic.split import OVERRIDE_HEADER, VARIANT_HEADER
+from tests.cluster.harness import REPO, Cluster, wait_for
+from tests.cluster.rollouts import Rollouts, condition, exists, kubectl_mlops
+from tests.component.hooks import HookServer, hook_server
+
+from .chart import Release, ready
+from .host import NODE_ADDRESS
+from .realnode import RealNode, pod_logs
+
+ABORT_BOUND = 20.0
+"""Seconds from `kubectl mlops abort` until every client gets the old variant: the router's
+new Pod started and Ready, the old one out of the endpoints, and a keep-alive client's
+connection to the old Pod closed by it (keepalive_time, 10 s)."""
+HOLD = 4.0
+"""Seconds every answer must keep to a state for the clients to have moved to it."""
+TRAINED = ("cancer-v1", "cancer-v2")
+GROUP, VERSION = "mlops.dev", "v1alpha1"
+
+
+@dataclass(frozen=True)
+class Answer:
+    at: float  # when the request was sent (monotonic)
+    code: int | str  # the HTTP status, or the error's name
+    variant: str  # the router's x-mlops-served-by
+    version: str  # the model_version the server answered with
+
+
+class Client(threading.Thread):
+    """Predictions through the router's Service from the node's host, ``rps`` a second, never
+    retried (a keep-alive connection the server had closed is opened again once, as HTTP
+    clients do); every answer recorded."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        model: str,
+        *,
+        headers: dict[str, str] | None = None,
+        keepalive: bool = True,
+        rps: float = 10.0,
+    ) -> None:
+        super().__init__(name=f"client-{model}", daemon=True)
+        self.address, self.model, self.keepalive, self.rps = address, model, keepalive, rps
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        data = load_breast_cancer()
+        self.bodies = [
+            json.dumps(
+                {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP64", "data": list(row)}]}
+            ).encode()
+            for row in data.data[:64].tolist()
+        ]
+        self.answers: list[Answer] = []
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=10)
+
+    def snapshot(self, since: float = 0.0) -> list[Answer]:
+        with self.lock:
+            return [a for a in self.answers if a.at >= since]
+
+    def errors(self, since: float = 0.0, until: float = float("inf")) -> list[Answer]:
+        return [a for a in self.snapshot(since) if a.code != 200 and a.at <= until]
+
+    def run(self) -> None:
+        connection: http.client.HTTPConnection | None = None
+        path = f"/v2/models/{self.model}/infer"
+        n = 0
+        next_at = time.monotonic()
+        while not self.halt.is_set():
+            at = time.monotonic()
+            body = self.bodies[n % len(self.bodies)]
+            n += 1
+            for attempt in range(2):
+                reused = connection is not None
+                if connection is None:
+                    connection = http.client.HTTPConnection(*self.address, timeout=5)
+                try:
+                    connection.request("POST", path, body, self.headers)
+                    response = connection.getresponse()
+                    answer = response.read()
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    connection.close()
+                    connection = None
+                    if reused and attempt == 0:
+                        continue  # the server closed it between two requests
+                    self._record(Answer(at, "ConnectionClosed", "", ""))
+                    break
+                except (OSError, http.client.HTTPException) as error:
+                    connection.close()
+                    connection = None
+                    self._record(Answer(at, type(error).__name__, "", ""))
+                    break
+                version = ""
+                if response.status == 200:
+                    version = str(json.loads(answer).get("model_version"))
+                variant = response.getheader(VARIANT_HEADER) or ""
+                self._record(Answer(at, response.status, variant, version))
+                if not self.keepalive or response.will_close:
+                    connection.close()
+                    connection = None
+                break
+            next_at += 1.0 / self.rps
+            self.halt.wait(max(0.0, next_at - time.monotonic()))
+        if connection is not None:
+            connection.close()
+
+    def _record(self, answer: Answer) -> None:
+        with self.lock:
+            self.answers.append(answer)
+
+    def moved(
+        self, since: float, want: Callable[[Answer], bool], timeout: float = 90, hold: float = HOLD
+    ) -> float:
+        """Seconds from ``since`` until every answer is what ``want`` says, once that has held
+        for ``hold`` seconds: the first answer after the last one that was not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answers = self.snapshot(since)
+            last_other = max((a.at for a in answers if not want(a)), default=since)
+            after = [a for a in answers if a.at > last_other]
+            if len(after) >= 5 and after[-1].at - after[0].at >= hold:
+                return round(after[0].at - since, 2)
+            if time.monotonic() > deadline:
+                tail = [(round(a.at - since, 2), a.code, a.variant, a.version) for a in answers]
+                raise AssertionError(f"the clients did not move within {timeout}s: {tail[-40:]}")
+            time.sleep(0.2)
+
+    def mixed(self, since: float, until: float) -> dict[str, int]:
+        """How many answers of each (variant, version) the clients got in a window."""
+        out: dict[str, int] = {}
+        for a in self.snapshot(since):
+            if a.at <= until:
+                key = f"{a.code} {a.variant} {a.version}"
+                out[key] = out.get(key, 0) + 1
+        return out
+
+
+@dataclass(frozen=True)
+class Model:
+    digest: str
+    version: str
+
+
+@dataclass
+class Control:
+    release: Release
+    hooks: HookServer
+    rollouts: Rollouts
+    models: dict[str, Model]
+    clients: list[Client] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.release.cluster
+
+    @property
+    def namespace(self) -> str:
+        return self.release.watch
+
+    def client(self, name: str, **options: Any) -> Client:
+        """A started client of the ModelDeployment's router, once it answers 200."""
+        found = Client(self.release.service_address(name), name, **options)
+        found.start()
+        self.clients.append(found)
+        wait_for(
+            f"{name}'s router answering", lambda: any(a.code == 200 for a in found.answers), 120
+        )
+        return found
+
+    def deployment(self, name: str) -> client.V1Deployment | None:
+        apps = client.AppsV1Api(self.cluster.api)
+        try:
+            return apps.read_namespaced_deployment(name, self.namespace)
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def ready_servers(self, name: str, variant: str, count: int) -> list[client.V1Pod]:
+        """The variant's model-server Pods once ``count`` of them are Ready (and no others)."""
+        labels = selector_string(selector(name, "model-server", variant))
+
+        def found() -> list[client.V1Pod] | None:
+            pods = [
+                p
+                for p in self.release.pods(self.namespace, labels)
+                if not p.metadata.deletion_timestamp
+            ]
+            up = [p for p in pods if ready(p)]
+            return up if len(up) == count == len(pods) else None
+
+        return wait_for(f"{count} {variant} server(s) of {name} Ready", found, 240)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.rollouts.read(name).get("status") or {})
+
+    def sent_to_all(self, name: str) -> list[tuple[str, int]]:
+        """The operator-wide sink's notifications of one ModelDeployment, in arrival order."""
+        return [(b["event"], b["weight"]) for b in self.hooks.bodies("/all") if b["name"] == name]
+
+
+def model(name: str) -> dict[str, Any]:
+    return {"model": {"trainingJob": name}}
+
+
+def bluegreen() -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "bg"},
+        "spec": {
+            "stable": {**model("cancer-v1"), "replicas": 2},
+            "canary": model("cancer-v2"),
+            "strategy": "blueGreen",
+            # the old variant stays long enough to abort; promotion by hand
+            "blueGreen": {"scaleDownDelay": "10m"},
+            "traffic": {"interval": "5s"},
+            "analysis": {"minRequests": 10, "maxErrorRate": 0.05},
+        },
+    }
+
+
+def manual() -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "manual"},
+        # an hour-long interval: nothing moves unless a command moves it
+        "spec": {
+            "stable": model("cancer-v1"),
+            "canary": model("cancer-v2"),
+            "traffic": {"steps": [20, 50], "interval": "1h"},
+        },
+    }
+
+
+def gated(hooks: HookServer) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "gated"},
+        "spec": {
+            "stable": model("cancer-v1"),
+            "canary": model("cancer-v2"),
+            "traffic": {"steps": [20, 50], "interval": "4s"},
+            "analysis": {"minRequests": 5, "maxErrorRate": 0.05},
+            "webhooks": [
+                {"name": "approve", "type": "confirm-promotion", "url": hooks.url("/approve")},
+                {"name": "done", "type": "post-rollout", "url": hooks.url("/done")},
+            ],
+            "notifications": [{"name": "team", "url": hooks.url("/team")}],
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def hooks(node: RealNode) -> Iterator[HookServer]:
+    """The webhook receiver on the node's address on the bridge: the operator's Pod reaches it
+    as it would reach any service outside the cluster."""
+    with hook_server(NODE_ADDRESS) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def control(cluster: Cluster, node: RealNode, hooks: HookServer) -> Iterator[Control]:
+    env = [{"name": "MLOPS_ANALYSIS_TICK_SECONDS", "value": "1"}]
+    sinks = [{"name": "everyone", "url": hooks.url("/all")}]
+    values = (
+        "--set=operator.routerReplicas=1",
+        f"--set-json=operator.extraEnv={json.dumps(env)}",
+        f"--set-json=operator.notifications={json.dumps(sinks)}",
+    )
+    release = Release.create(cluster, node, "rollctl", "rollctl", values=values)
+    started = time.monotonic()
+    found: Control | None = None
+    try:
+        release.run("install")
+        cluster.apply_files(
+            REPO / "examples/quickstart/01-trainingjob-v1.yaml",
+            REPO / "examples/quickstart/02-trainingjob-v2.yaml",
+            namespace=release.watch,
+        )
+        release.run("trained")
+        node.e2e_timings["rollout control: install -> trained"] = round(
+            time.monotonic() - started, 1
+        )
+        custom = client.CustomObjectsApi(cluster.api)
+        models = {}
+        for job in TRAINED:
+            tj = custom.get_namespaced_custom_object(
+                GROUP, VERSION, release.watch, "trainingjobs", job
+            )
+            models[job] = Model(tj["status"]["model"]["digest"], tj["status"]["model"]["version"])
+        hooks.codes["/approve"] = 403
+        rollouts = Rollouts(custom, release.watch)
+        for body in (bluegreen(), manual(), gated(hooks)):
+            rollouts.create(body)
+        found = Control(release, hooks, rollouts, models)
+        yield found
+    finally:
+        for running in found.clients if found else ():
+            running.stop()
+        for namespace in (release.watch, release.namespace):
+            (node.root / f"rollout-control-pods-{namespace}.json").write_text(
+                json.dumps(pod_logs(cluster.core, namespace), indent=1)
+            )
+        if found is not None:
+            (node.root / "rollout-control-numbers.json").write_text(
+                json.dumps(found.numbers, indent=1)
+            )
+            print(f"\nrollout control on the real node: {json.dumps(found.numbers, indent=1)}")
+        if not release.failed:
+            release.run("uninstall")
+        for namespace in (release.watch, release.namespace):
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        node.e2e_timings["rollout control: total"] = round(time.monotonic() - started, 1)
+
+
+def is_(variant: str, version: str) -> Callable[[Answer], bool]:
+    return lambda a: a.code == 200 and a.variant == variant and a.version == version
+
+
+@dataclass
+class BlueGreen:
+    """What the blue-green tests hand on to each other (they run in order)."""
+
+    live: Client  # keep-alive, as most HTTP clients
+    fresh: Client  # a connection per request: the Service's endpoints, without keep-alive
+    stable_pods: set[str]
+    stable_generation: int
+    previewing: Client | None = None  # keep-alive, with the preview header
+    seen: list[Any] = field(default_factory=list)
+
+    def clients(self) -> list[Client]:
+        return [self.live, self.fresh, *([self.previewing] if self.previewing else [])]
+
+
+BG = "bg"
+
+
+@pytest.fixture(scope="module")
+def blue_green(control: Control) -> BlueGreen:
+    """The preview ready at full size, and live clients sending through the router (none to
+    the preview yet: without its requests the pre-promotion analysis cannot pass)."""
+    c = control
+    stable = c.ready_servers(BG, "stable", 2)
+    c.ready_servers(BG, "canary", 2)
+    deployment = c.deployment(f"{BG}-stable")
+    assert deployment is not None
+    return BlueGreen(
+        c.client(BG),
+        c.client(BG, keepalive=False),
+        {p.metadata.name for p in stable},
+        deployment.metadata.generation,
+    )
+
+
+def test_blue_green_runs_the_candidate_at_full_size_behind_the_preview(
+    control: Control, blue_green: BlueGreen
+) -> None:
+    c = control
+    v1, v2 = c.models["cancer-v1"].version, c.models["cancer-v2"].version
+    candidates = c.ready_servers(BG, "canary", 2)
+    preview = c.cluster.core.read_namespaced_service(f"{BG}-preview", c.namespace)
+    assert preview.spec.selector[LABEL_VARIANT] == "canary"
+    discovery = client.DiscoveryV1Api(c.cluster.api)
+
+    def preview_endpoints() -> set[str] | None:
+        slices = discovery.list_namespaced_endpoint_slice(
+            c.namespace, label_selector=f"kubernetes.io/service-name={BG}-preview"
+        ).items
+        addresses = {
+            address
+            for s in slices
+            for e in s.endpoints or []
+            if e.conditions.ready
+            for address in e.addresses
+        }
+        return addresses if len(addresses) == 2 else None
+
+    endpoints = wait_for("the preview Service's 2 ready endpoints", preview_endpoints, 60)
+    assert endpoints == {p.status.pod_ip for p in candidates}
+    stable, canary = c.deployment(f"{BG}-stable"), c.deployment(f"{BG}-canary")
+    assert stable is not None
+    assert canary is not None
+    assert canary.spec.replicas == stable.spec.replicas == 2
+    # Live traffic all on the old variant (no switch without the preview's requests)...
+    assert c.status(BG)["canaryWeight"] == 0
+    time.sleep(2)
+    for live in (blue_green.live, blue_green.fresh):
+        answered = [a for a in live.snapshot() if a.code == 200]
+        assert len(answered) >= 10
+        assert all(is_("stable", v1)(a) for a in answered), answered[-5:]
+    # ...and the preview header reaches the candidate through the router.
+    blue_green.previewing = previewing = c.client(BG, headers={OVERRIDE_HEADER: "canary"})
+    wait_for("10 answers from the preview", lambda: len(previewing.snapshot()) >= 10, 30)
+    previewed = previewing.snapshot()
+    assert all(is_("canary", v2)(a) for a in previewed), previewed[-5:]
+
+
+def test_blue_green_switch_moves_every_client_at_once(
+    control: Control, blue_green: BlueGreen
+) -> None:
+    """The pre-promotion analysis judges the preview's traffic, then the switch: 0 -> 100."""
+    c, bg = control, blue_green
+    v1, v2 = c.models["cancer-v1"].version, c.models["cancer-v2"].version
+    status, seen = c.rollouts.watch(BG, lambda s: s.get("canaryWeight") == 100, 120)
+    switched = time.monotonic()
+    bg.seen += seen
+    assert condition(status, "Progressing")["reason"] == "Switched", status
+    assert status["analysis"]["verdict"] == "Passed", status["analysis"]
+    for live in (bg.live, bg.fresh):
+        answered = [a for a in live.snapshot() if a.at < switched - 1 and a.code == 200]
+        assert all(is_("stable", v1)(a) for a in answered), answered[-5:]
+    moved = {"keepalive": bg.live.moved(switched, is_("canary", v2))}
+    moved["fresh"] = bg.fresh.moved(switched, is_("canary", v2))
+    c.numbers["blue-green switch: seconds until every client is on the candidate"] = moved
+    c.numbers["blue-green switch: answers meanwhile (keep-alive)"] = bg.live.mixed(
+        switched, switched + moved["keepalive"]
+    )
+    errors = [a for live in bg.clients() for a in live.errors()]
+    assert not errors, errors
+
+
+def test_blue_green_abort_after_the_switch_is_instant(
+    control: Control, blue_green: BlueGreen
+) -> None:
+    """The old servers, never touched, take every client back within ABORT_BOUND seconds."""
+    c, bg = control, blue_green
+    v1 = c.models["cancer-v1"].version
+    started = time.monotonic()
+    said = kubectl_mlops(c.cluster, c.namespace, "abort", BG)
+    acted = round(time.monotonic() - started, 2)
+    assert "aborted by hand at 100%" in said, said
+    back = {
+        "keepalive": bg.live.moved(started, is_("stable", v1)),
+        "fresh": bg.fresh.moved(started, is_("stable", v1)),
+    }
+    c.numbers["blue-green abort: seconds from kubectl mlops abort"] = {
+        "the command returned (operator acted)": acted,
+        **back,
+    }
+    assert max(back.values()) < ABORT_BOUND, back
+    status = c.status(BG)
+    assert status["phase"] == "RolledBack"
+    rolled_back = condition(status, "RolledBack")
+    assert (rolled_back["status"], rolled_back["reason"]) == ("True", "Aborted")
+    stable = c.deployment(f"{BG}-stable")
+    assert stable is not None
+    assert stable.metadata.generation == bg.stable_generation
+    assert {p.metadata.name for p in c.ready_servers(BG, "stable", 2)} == bg.stable_pods
+    errors = [a for live in bg.clients() for a in live.errors()]
+    assert not errors, errors
+
+
+def test_blue_green_retried_then_promoted_by_hand(control: Control, blue_green: BlueGreen) -> None:
+    c, bg = control, blue_green
+    v2 = c.models["cancer-v2"].version
+    assert "retried by hand" in kubectl_mlops(c.cluster, c.namespace, "retry", BG)
+    retried = time.monotonic()
+    c.ready_servers(BG, "canary", 2)
+    _, seen = c.rollouts.watch(BG, lambda s: s.get("canaryWeight") == 100, 120)
+    bg.seen += seen
+    switched = time.monotonic()
+    c.numbers["blue-green retry: seconds to the switch"] = round(switched - retried, 2)
+    bg.live.moved(switched, is_("canary", v2))
+    weights = sorted({w for _, phase, w in bg.seen if phase == "Progressing"})
+    assert weights == [0, 100], bg.seen  # nothing between: all at once, twice
+    promoting = time.monotonic()
+    said = kubectl_mlops(c.cluster, c.namespace, "promote", BG)
+    assert "promoted" in said, said
+    status = c.status(BG)
+    assert status["phase"] == "Promoted"
+    assert status["stable"]["digest"] == c.models["cancer-v2"].digest
+    moved = bg.live.moved(promoting, is_("stable", v2), timeout=180)
+    c.numbers["blue-green promote: seconds until the stable servers answer with v2"] = moved
+    c.numbers["blue-green promote: answers meanwhile (keep-alive)"] = bg.live.mixed(
+        promoting, promoting + moved
+    )
+    wait_for(
+        "the preview Service and the candidate's servers gone",
+        lambda: (
+            not exists(lambda: c.cluster.core.read_namespaced_service(f"{BG}-preview", c.namespace))
+            and c.deployment(f"{BG}-canary") is None
+        ),
+        60,
+    )
+    wait_for("the promoted notification", lambda: len(c.sent_to_all(BG)) >= 6, 15)
+    assert c.sent_to_all(BG) == [
+        ("started", 0),
+        ("step", 100),
+        ("rolledBack", 0),
+        ("started", 0),
+        ("step", 100),
+        ("promoted", 0),
+    ]
+    c.numbers["blue-green retry and promotion: failed answers (seconds after retry, code)"] = [
+        (round(a.at - retried, 2), a.code) for live in bg.clients() for a in live.errors(retried)
+    ]
+    for live in bg.clients():
+        live.stop()
+
+
+def test_kubectl_mlops_promote_abort_retry_act_on_a_running_canary(control: Control) -> None:
+    c, name = control, "manual"
+    v1, v2 = c.models["cancer-v1"].version, c.models["cancer-v2"].version
+    numbers: dict[str, Any] = {}
+    c.numbers["canary by hand"] = numbers
+    wait_for("the canary at 20%", lambda: c.rollouts.status_is(name, "Progressing", 20), 60)
+    c.ready_servers(name, "canary", 1)
+    live = c.client(name)
+    wait_for("the canary answering", lambda: any(is_("canary", v2)(a) for a in live.answers), 60)
+    timed: dict[str, float] = {}
+
+    def run(*args: str) -> str:
+        started = time.monotonic()
+        said = kubectl_mlops(c.cluster, c.namespace, *args, name)
+        timed[" ".join(args)] = round(time.monotonic() - started, 2)
+        return said
+
+    assert "canary at 50%: promoted by hand" in run("promote")
+    assert c.rollouts.status_is(name, "Progressing", 50)
+    router = c.cluster.core.read_namespaced_config_map(f"{name}-router", c.namespace)
+    assert "50% canary;" in router.data["nginx.conf"]
+    aborting = time.monotonic()
+    assert "aborted by hand at 50%" in run("abort")
+    numbers["abort_to_stable_only_s"] = live.moved(aborting, is_("stable", v1))
+    assert numbers["abort_to_stable_only_s"] < ABORT_BOUND, numbers
+    status = c.status(name)
+    assert (status["phase"], status["stable"]["weight"]) == ("RolledBack", 100)
+    assert condition(status, "RolledBack")["reason"] == "Aborted"
+    assert not live.errors(), live.errors()
+    retrying = time.monotonic()
+    assert "retried by hand" in run("retry")
+    assert c.rollouts.status_is(name, "Progressing", 20)
+    wait_for(
+        "the canary answering again",
+        lambda: any(is_("canary", v2)(a) for a in live.snapshot(retrying)),
+        120,
+    )
+    numbers["retry_to_canary_answer_s"] = round(
+        next(a.at for a in live.snapshot(retrying) if is_("canary", v2)(a)) - retrying, 2
+    )
+    numbers["errors_after_retry"] = [
+        (round(a.at - retrying, 2), a.code) for a in live.errors(retrying)
+    ]
+    promoting = time.monotonic()
+    assert "by hand (promote-full)" in run("promote", "--full")
+    status = c.status(name)
+    assert status["phase"] == "Promoted"
+    assert status["stable"]["digest"] == c.models["cancer-v2"].digest
+    numbers["promote_full_to_v2_only_s"] = live.moved(promoting, is_("stable", v2), timeout=180)
+    numbers["errors_during_promotion"] = [
+        (round(a.at - promoting, 2), a.code) for a in live.errors(promoting)
+    ]
+    numbers["kubectl_mlops_s"] = timed
+    history = kubectl_mlops(c.cluster, c.namespace, "history", name).splitlines()
+    assert [line.split()[4] for line in history[1:]] == ["Aborted", "Promoted"], history
+    assert c.rollouts.read(name)["metadata"]["generation"] == 1  # the spec never edited
+    wait_for("the promoted notification", lambda: len(c.sent_to_all(name)) >= 5, 15)
+    assert c.sent_to_all(name) == [
+        ("started", 20),
+        ("step", 50),
+        ("rolledBack", 0),
+        ("started", 20),
+        ("promoted", 0),
+    ]
+    live.stop()
+
+
+def test_a_confirm_promotion_gate_holds_until_its_webhook_answers_2xx_and_sinks_hear_it_all(
+    control: Control,
+) -> None:
+    c, name, hooks = control, "gated", control.hooks
+    numbers: dict[str, Any] = {}
+    c.numbers["confirm-promotion gate"] = numbers
+    c.ready_servers(name, "canary", 1)
+    live = c.client(name, rps=15)  # the analysis needs the canary's requests
+
+    def waiting() -> dict[str, Any] | None:
+        status = c.status(name)
+        reason = condition(status, "Progressing").get("reason")
+        return status if reason == "WaitingForConfirmPromotion" else None
+
+    wait_for("the confirm-promotion gate", waiting, 120)
+    gate_reached = time.monotonic()
+    asked = len(hooks.bodies("/approve"))
+    time.sleep(8)  # two analysis intervals: the gate holds
+    status = c.status(name)
+    assert (status["phase"], status["canaryWeight"]) == ("Progressing", 50), status
+    progressing = condition(status, "Progressing")
+    assert progressing["reason"] == "WaitingForConfirmPromotion"
+    assert "confirm-promotion gate at 50%" in progressing["message"], progressing
+    assert "approve: HTTP 403" in progressing["message"], progressing
+    assert status["analysis"]["gate"] == "confirm-promotion"
+    polled = len(hooks.bodies("/approve")) - asked
+    assert polled >= 4, polled  # asked every tick (1 s) while it holds
+    hooks.codes["/approve"] = 200
+    opened = time.monotonic()
+    status, _ = c.rollouts.watch(name, lambda s: s.get("phase") == "Promoted", 30)
+    numbers["held_s"] = round(opened - gate_reached, 2)
+    numbers["polls_while_held"] = polled
+    numbers["promoted_after_2xx_s"] = round(time.monotonic() - opened, 2)
+    assert status["stable"]["digest"] == c.models["cancer-v2"].digest
+    asked_body = hooks.bodies("/approve")[-1]
+    assert (asked_body["name"], asked_body["type"], asked_body["weight"]) == (
+        name,
+        "confirm-promotion",
+        50,
+    )
+    calls = {call["name"]: call for call in status["webhooks"]}
+    assert (calls["approve"]["ok"], calls["approve"]["code"]) == (True, 200)
+    wait_for("the post-rollout hook", lambda: hooks.bodies("/done"), 15)
+    assert [b["phase"] for b in hooks.bodies("/done")] == ["Promoted"]
+    wait_for("the promoted notification", lambda: len(hooks.bodies("/team")) >= 3, 15)
+    expected = [("started", 20), ("step", 50), ("promoted", 0)]
+    team = hooks.bodies("/team")
+    assert [(b["event"], b["weight"]) for b in team] == expected, team
+    assert c.sent_to_all(name) == expected
+    times = [b["time"] for b in team]
+    assert times == sorted(times), times
+    numbers["notifications"] = [f"{b['event']} {b['weight']}% {b['time']}" for b in team]
+    assert not live.errors(), live.errors()
+    live.stop()
