@@ -38,7 +38,7 @@ from sklearn.datasets import load_breast_cancer
 from mlops_operator.objects import LABEL_VARIANT, selector, selector_string
 from mlops_operator.traffic.split import OVERRIDE_HEADER, VARIANT_HEADER
 from tests.cluster.harness import REPO, Cluster, wait_for
-from tests.cluster.rollouts import Rollouts, condition, exists, kubectl_mlops
+from tests.cluster.rollouts import Rollouts, condition, exists, kubectl_mlops, promoted
 from tests.component.hooks import HookServer, hook_server
 
 from .chart import Release, ready
@@ -49,6 +49,9 @@ ABORT_BOUND = 20.0
 """Seconds from `kubectl mlops abort` until every client gets the old variant: the router's
 new Pod started and Ready, the old one out of the endpoints, and a keep-alive client's
 connection to the old Pod closed by it (keepalive_time, 10 s)."""
+HANDOFF_BOUND = 240.0
+"""Seconds from Promoted until the promotion's hand-off is over (the stable servers roll to the
+new model on real Pods, the canary's retire after the feedback grace): about 65 s here."""
 HOLD = 4.0
 """Seconds every answer must keep to a state for the clients to have moved to it."""
 TRAINED = ("cancer-v1", "cancer-v2")
@@ -511,8 +514,8 @@ def test_blue_green_retried_then_promoted_by_hand(control: Control, blue_green: 
     promoting = time.monotonic()
     said = kubectl_mlops(c.cluster, c.namespace, "promote", BG)
     assert "promoted" in said, said
-    status = c.status(BG)
-    assert status["phase"] == "Promoted"
+    assert c.status(BG)["phase"] == "Promoted"
+    status, _ = c.rollouts.watch(BG, promoted, HANDOFF_BOUND)  # the stable servers moved
     assert status["stable"]["digest"] == c.models["cancer-v2"].digest
     moved = bg.live.moved(promoting, is_("stable", v2), timeout=180)
     c.numbers["blue-green promote: seconds until the stable servers answer with v2"] = moved
@@ -588,8 +591,8 @@ def test_kubectl_mlops_promote_abort_retry_act_on_a_running_canary(control: Cont
     ]
     promoting = time.monotonic()
     assert "by hand (promote-full)" in run("promote", "--full")
-    status = c.status(name)
-    assert status["phase"] == "Promoted"
+    assert c.status(name)["phase"] == "Promoted"
+    status, _ = c.rollouts.watch(name, promoted, HANDOFF_BOUND)
     assert status["stable"]["digest"] == c.models["cancer-v2"].digest
     numbers["promote_full_to_v2_only_s"] = live.moved(promoting, is_("stable", v2), timeout=180)
     numbers["errors_during_promotion"] = [
@@ -639,10 +642,11 @@ def test_a_confirm_promotion_gate_holds_until_its_webhook_answers_2xx_and_sinks_
     assert polled >= 4, polled  # asked every tick (1 s) while it holds
     hooks.codes["/approve"] = 200
     opened = time.monotonic()
-    status, _ = c.rollouts.watch(name, lambda s: s.get("phase") == "Promoted", 30)
+    c.rollouts.watch(name, lambda s: s.get("phase") == "Promoted", 30)
     numbers["held_s"] = round(opened - gate_reached, 2)
     numbers["polls_while_held"] = polled
     numbers["promoted_after_2xx_s"] = round(time.monotonic() - opened, 2)
+    status, _ = c.rollouts.watch(name, promoted, HANDOFF_BOUND)
     assert status["stable"]["digest"] == c.models["cancer-v2"].digest
     asked_body = hooks.bodies("/approve")[-1]
     assert (asked_body["name"], asked_body["type"], asked_body["weight"]) == (
