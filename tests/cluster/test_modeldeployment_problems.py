@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .harness import Cluster, wait_for
 from .operator_runner import OperatorProcess, install_crds, install_rbac, rbac_refusals
+from .rollouts import condition
 
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "modeldeployments"
 HTTPROUTES = "httproutes.gateway.networking.k8s.io"
@@ -82,10 +83,6 @@ def manifest(name: str, **spec: Any) -> dict[str, Any]:
 def status(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
     body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     return body.get("status") or {}
-
-
-def condition(found: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in found.get("conditions") or [] if c["type"] == type_), {})
 
 
 def degraded_by(

@@ -22,7 +22,7 @@ from tests.component.hooks import HookServer, hook_server
 
 from .harness import Cluster, wait_for
 from .operator_runner import OperatorProcess, install_crds, install_rbac, rbac_refusals
-from .rollouts import Rollouts, exists, kubectl_mlops, plugin_env, promoted
+from .rollouts import Rollouts, condition, exists, kubectl_mlops, plugin_env, promoted
 from .test_modeldeployment_controller import (  # noqa: F401 (servers: a fixture)
     install_route_crds,
     load,
@@ -138,7 +138,7 @@ def test_kubectl_mlops_steers_a_running_rollout(
     TIMES["abort"] = round(time.monotonic() - started, 2)
     status = rollouts(custom).read("manual")["status"]
     assert (status["phase"], status["stable"]["weight"]) == ("RolledBack", 100)
-    rolled_back = next(c for c in status["conditions"] if c["type"] == "RolledBack")
+    rolled_back = condition(status, "RolledBack")
     assert (rolled_back["status"], rolled_back["reason"]) == ("True", "Aborted")
     wait_for(
         "the canary's servers gone",
@@ -277,7 +277,7 @@ def test_blue_green_previews_switches_at_once_and_is_promoted(
             "bluegreen", lambda s: s.get("canaryWeight") == 100, 60
         )
         seen += more
-        switched = next(c for c in status["conditions"] if c["type"] == "Progressing")
+        switched = condition(status, "Progressing")
         assert switched["reason"] == "Switched"
         old = apps(cluster).read_namespaced_deployment("bluegreen-stable", NAMESPACE)
         env = {e.name: e.value for e in old.spec.template.spec.containers[0].env}
@@ -379,9 +379,7 @@ def test_a_confirm_promotion_gate_holds_until_the_webhook_answers_2xx(
 
         def waiting() -> dict[str, Any] | None:
             status = rollouts(custom).read("gated").get("status") or {}
-            progressing = next(
-                (c for c in status.get("conditions") or [] if c["type"] == "Progressing"), {}
-            )
+            progressing = condition(status, "Progressing")
             return status if progressing.get("reason") == "WaitingForConfirmPromotion" else None
 
         status = wait_for("the confirm-promotion gate", waiting, 60)
@@ -389,7 +387,7 @@ def test_a_confirm_promotion_gate_holds_until_the_webhook_answers_2xx(
         time.sleep(5)  # more than two intervals: the gate holds
         status = rollouts(custom).read("gated")["status"]
         assert (status["phase"], status["canaryWeight"]) == ("Progressing", 50)
-        progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
+        progressing = condition(status, "Progressing")
         assert progressing["reason"] == "WaitingForConfirmPromotion"
         assert "approve: HTTP 403" in progressing["message"]
         assert len(hooks.bodies("/approve")) > asked  # polled while it holds
@@ -435,7 +433,7 @@ def test_a_failing_rollout_hook_rolls_back(
         status, _ = rollouts(custom).watch(
             "hook-fails", lambda s: s.get("phase") == "RolledBack", 60
         )
-    rolled_back = next(c for c in status["conditions"] if c["type"] == "RolledBack")
+    rolled_back = condition(status, "RolledBack")
     assert rolled_back["reason"] == "AnalysisFailed"
     assert "rollout webhook failed: smoke: HTTP 500" in rolled_back["message"]
     assert status["analysis"]["failures"] == 2
@@ -529,7 +527,7 @@ def test_going_back_within_the_rollback_window_skips_the_steps(
         30,
     )
     assert [point for point in seen if point[1] == "Progressing"] == [], seen  # no steps
-    outcome = next(c for c in status["conditions"] if c["type"] == "Promoted")
+    outcome = condition(status, "Promoted")
     assert outcome["reason"] == "RollbackWindow"
     outcomes = [(r["digest"], r["outcome"]) for r in status["history"]]
     assert outcomes == [(artifacts["good-v2"][1], "Promoted"), (artifacts["good"][1], "Promoted")]
