@@ -197,6 +197,25 @@ def test_override_header_forces_a_variant(tmp_path: Path) -> None:
         assert set(nginx.load(200, [{"x-mlops-variant": "stable"}] * 200)) == {"stable"}
 
 
+@pytest.mark.parametrize("headers", [None, {"x-mlops-variant": "canary"}], ids=["split", "forced"])
+def test_a_canary_nobody_can_reach_costs_no_prediction(
+    tmp_path: Path, headers: dict[str, str] | None
+) -> None:
+    """A refused connection to the canary (a Pod restarting, a NetworkPolicy that does not
+    admit a new router Pod yet) is answered by the stable servers, and the answer says so."""
+    with serving("stable") as backends:
+        backends["canary"] = Backend("canary", free_port())  # nothing listens there
+        nginx = Nginx(tmp_path, backends)
+        nginx.write(Split(canary_weight=50, canary=True))
+        nginx.start()
+        try:
+            served = nginx.load(400, [headers] * 400 if headers else None, retry=False)
+        finally:
+            nginx.stop()
+    assert Counter(served) == {"stable": 400}
+    assert backends["stable"].received == Counter(live=400)
+
+
 def test_shadow_mirrors_every_request_and_drops_the_answers(tmp_path: Path) -> None:
     count = 500
     with router(tmp_path, Split(canary=True, mirror=True)) as nginx:

@@ -23,25 +23,23 @@ The analysis tick is 1 s and the router runs one Pod (values of the installation
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from kubernetes import client
-from sklearn.datasets import load_breast_cancer
 
 from mlops_operator.objects import LABEL_VARIANT, selector, selector_string
-from mlops_operator.traffic.split import OVERRIDE_HEADER, VARIANT_HEADER
+from mlops_operator.traffic.split import OVERRIDE_HEADER
 from tests.cluster.harness import REPO, Cluster, wait_for
 from tests.cluster.rollouts import Rollouts, condition, exists, kubectl_mlops, promoted
 from tests.component.hooks import HookServer, hook_server
 
 from .chart import Release, ready
+from .clients import Client, is_, started
 from .host import NODE_ADDRESS
 from .realnode import RealNode, pod_logs
 
@@ -52,131 +50,8 @@ connection to the old Pod closed by it (keepalive_time, 10 s)."""
 HANDOFF_BOUND = 240.0
 """Seconds from Promoted until the promotion's hand-off is over (the stable servers roll to the
 new model on real Pods, the canary's retire after the feedback grace): about 65 s here."""
-HOLD = 4.0
-"""Seconds every answer must keep to a state for the clients to have moved to it."""
 TRAINED = ("cancer-v1", "cancer-v2")
 GROUP, VERSION = "mlops.dev", "v1alpha1"
-
-
-@dataclass(frozen=True)
-class Answer:
-    at: float  # when the request was sent (monotonic)
-    code: int | str  # the HTTP status, or the error's name
-    variant: str  # the router's x-mlops-served-by
-    version: str  # the model_version the server answered with
-
-
-class Client(threading.Thread):
-    """Predictions through the router's Service from the node's host, ``rps`` a second, never
-    retried (a keep-alive connection the server had closed is opened again once, as HTTP
-    clients do); every answer recorded."""
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        model: str,
-        *,
-        headers: dict[str, str] | None = None,
-        keepalive: bool = True,
-        rps: float = 10.0,
-    ) -> None:
-        super().__init__(name=f"client-{model}", daemon=True)
-        self.address, self.model, self.keepalive, self.rps = address, model, keepalive, rps
-        self.headers = {"Content-Type": "application/json", **(headers or {})}
-        data = load_breast_cancer()
-        self.bodies = [
-            json.dumps(
-                {"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP64", "data": list(row)}]}
-            ).encode()
-            for row in data.data[:64].tolist()
-        ]
-        self.answers: list[Answer] = []
-        self.lock = threading.Lock()
-        self.halt = threading.Event()
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(timeout=10)
-
-    def snapshot(self, since: float = 0.0) -> list[Answer]:
-        with self.lock:
-            return [a for a in self.answers if a.at >= since]
-
-    def errors(self, since: float = 0.0, until: float = float("inf")) -> list[Answer]:
-        return [a for a in self.snapshot(since) if a.code != 200 and a.at <= until]
-
-    def run(self) -> None:
-        connection: http.client.HTTPConnection | None = None
-        path = f"/v2/models/{self.model}/infer"
-        n = 0
-        next_at = time.monotonic()
-        while not self.halt.is_set():
-            at = time.monotonic()
-            body = self.bodies[n % len(self.bodies)]
-            n += 1
-            for attempt in range(2):
-                reused = connection is not None
-                if connection is None:
-                    connection = http.client.HTTPConnection(*self.address, timeout=5)
-                try:
-                    connection.request("POST", path, body, self.headers)
-                    response = connection.getresponse()
-                    answer = response.read()
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    connection.close()
-                    connection = None
-                    if reused and attempt == 0:
-                        continue  # the server closed it between two requests
-                    self._record(Answer(at, "ConnectionClosed", "", ""))
-                    break
-                except (OSError, http.client.HTTPException) as error:
-                    connection.close()
-                    connection = None
-                    self._record(Answer(at, type(error).__name__, "", ""))
-                    break
-                version = ""
-                if response.status == 200:
-                    version = str(json.loads(answer).get("model_version"))
-                variant = response.getheader(VARIANT_HEADER) or ""
-                self._record(Answer(at, response.status, variant, version))
-                if not self.keepalive or response.will_close:
-                    connection.close()
-                    connection = None
-                break
-            next_at += 1.0 / self.rps
-            self.halt.wait(max(0.0, next_at - time.monotonic()))
-        if connection is not None:
-            connection.close()
-
-    def _record(self, answer: Answer) -> None:
-        with self.lock:
-            self.answers.append(answer)
-
-    def moved(
-        self, since: float, want: Callable[[Answer], bool], timeout: float = 90, hold: float = HOLD
-    ) -> float:
-        """Seconds from ``since`` until every answer is what ``want`` says, once that has held
-        for ``hold`` seconds: the first answer after the last one that was not."""
-        deadline = time.monotonic() + timeout
-        while True:
-            answers = self.snapshot(since)
-            last_other = max((a.at for a in answers if not want(a)), default=since)
-            after = [a for a in answers if a.at > last_other]
-            if len(after) >= 5 and after[-1].at - after[0].at >= hold:
-                return round(after[0].at - since, 2)
-            if time.monotonic() > deadline:
-                tail = [(round(a.at - since, 2), a.code, a.variant, a.version) for a in answers]
-                raise AssertionError(f"the clients did not move within {timeout}s: {tail[-40:]}")
-            time.sleep(0.2)
-
-    def mixed(self, since: float, until: float) -> dict[str, int]:
-        """How many answers of each (variant, version) the clients got in a window."""
-        out: dict[str, int] = {}
-        for a in self.snapshot(since):
-            if a.at <= until:
-                key = f"{a.code} {a.variant} {a.version}"
-                out[key] = out.get(key, 0) + 1
-        return out
 
 
 @dataclass(frozen=True)
@@ -204,12 +79,8 @@ class Control:
 
     def client(self, name: str, **options: Any) -> Client:
         """A started client of the ModelDeployment's router, once it answers 200."""
-        found = Client(self.release.service_address(name), name, **options)
-        found.start()
+        found = started(self.release, name, **options)
         self.clients.append(found)
-        wait_for(
-            f"{name}'s router answering", lambda: any(a.code == 200 for a in found.answers), 120
-        )
         return found
 
     def deployment(self, name: str) -> client.V1Deployment | None:
@@ -298,6 +169,40 @@ def gated(hooks: HookServer) -> dict[str, Any]:
     }
 
 
+def hook_fails(hooks: HookServer) -> dict[str, Any]:
+    """A rollout webhook (called every interval) that answers 500: no client sends to it, so
+    its analysis alone would hold (too few requests), never roll back."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "hook-fails"},
+        "spec": {
+            "stable": model("cancer-v1"),
+            "canary": model("cancer-v2"),
+            "traffic": {"steps": [20, 50], "interval": "3s"},
+            "analysis": {"minRequests": 10, "failureLimit": 2},
+            "webhooks": [
+                {"name": "smoke", "type": "rollout", "url": hooks.url("/smoke"), "retries": 1}
+            ],
+        },
+    }
+
+
+def window() -> dict[str, Any]:
+    """Steps an hour apart, and a rollback window of two promotions."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "window"},
+        "spec": {
+            "stable": model("cancer-v1"),
+            "canary": model("cancer-v2"),
+            "traffic": {"steps": [20, 50], "interval": "1h"},
+            "rollbackWindow": {"promotions": 2},
+        },
+    }
+
+
 @pytest.fixture(scope="module")
 def hooks(node: RealNode) -> Iterator[HookServer]:
     """The webhook receiver on the node's address on the bridge: the operator's Pod reaches it
@@ -337,8 +242,9 @@ def control(cluster: Cluster, node: RealNode, hooks: HookServer) -> Iterator[Con
             )
             models[job] = Model(tj["status"]["model"]["digest"], tj["status"]["model"]["version"])
         hooks.codes["/approve"] = 403
+        hooks.codes["/smoke"] = 500
         rollouts = Rollouts(custom, release.watch)
-        for body in (bluegreen(), manual(), gated(hooks)):
+        for body in (bluegreen(), manual(), gated(hooks), hook_fails(hooks), window()):
             rollouts.create(body)
         found = Control(release, hooks, rollouts, models)
         yield found
@@ -359,10 +265,6 @@ def control(cluster: Cluster, node: RealNode, hooks: HookServer) -> Iterator[Con
         for namespace in (release.watch, release.namespace):
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         node.e2e_timings["rollout control: total"] = round(time.monotonic() - started, 1)
-
-
-def is_(variant: str, version: str) -> Callable[[Answer], bool]:
-    return lambda a: a.code == 200 and a.variant == variant and a.version == version
 
 
 @dataclass
@@ -667,4 +569,66 @@ def test_a_confirm_promotion_gate_holds_until_its_webhook_answers_2xx_and_sinks_
     assert times == sorted(times), times
     numbers["notifications"] = [f"{b['event']} {b['weight']}% {b['time']}" for b in team]
     assert not live.errors(), live.errors()
+    live.stop()
+
+
+def test_a_failing_rollout_webhook_rolls_back(control: Control) -> None:
+    """The operator's Pod calls the hook on the node's address every interval; its 500s (one
+    retry each) fail two intervals in a row, which roll the canary back."""
+    c, name, hooks = control, "hook-fails", control.hooks
+    status, _ = c.rollouts.watch(name, lambda s: s.get("phase") == "RolledBack", 180)
+    rolled_back = condition(status, "RolledBack")
+    assert rolled_back["reason"] == "AnalysisFailed", rolled_back
+    assert "rollout webhook failed: smoke: HTTP 500" in rolled_back["message"], rolled_back
+    assert status["analysis"]["failures"] == 2, status["analysis"]
+    assert status["stable"]["weight"] == 100
+    assert status["stable"]["digest"] == c.models["cancer-v1"].digest
+    smoke = next(call for call in status["webhooks"] if call["name"] == "smoke")
+    assert (smoke["ok"], smoke["code"], smoke["attempts"]) == (False, 500, 2), smoke
+    asked = hooks.bodies("/smoke")
+    assert len(asked) >= 4, asked  # two intervals, two attempts each
+    assert {(b["name"], b["type"]) for b in asked} == {(name, "rollout")}, asked
+    warnings = c.cluster.core.list_namespaced_event(
+        c.namespace, field_selector=f"involvedObject.name={name},reason=WebhookFailed"
+    )
+    assert warnings.items
+    assert status["history"][-1]["outcome"] == "RolledBack", status["history"]
+
+
+def test_going_back_within_the_rollback_window_skips_the_steps(control: Control) -> None:
+    """v2 promoted by hand; then v1, stable one promotion ago, put back in Git as the canary:
+    promoted at once (no step, no analysis), and the clients are back on v1's servers."""
+    c, name = control, "window"
+    v1, v2 = c.models["cancer-v1"], c.models["cancer-v2"]
+    wait_for("the canary at 20%", lambda: c.rollouts.status_is(name, "Progressing", 20), 120)
+    c.ready_servers(name, "canary", 1)
+    live = c.client(name)
+    kubectl_mlops(c.cluster, c.namespace, "promote", name, "--full")
+    status, _ = c.rollouts.watch(name, promoted, 240)  # and handed off
+    assert status["stable"]["digest"] == v2.digest
+    live.moved(time.monotonic(), is_("stable", v2.version), timeout=60)
+    going_back = time.monotonic()
+    c.rollouts.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        c.namespace,
+        "modeldeployments",
+        name,
+        {"spec": {"canary": model("cancer-v1")}},
+    )
+    status, seen = c.rollouts.watch(
+        name, lambda s: promoted(s) and s["stable"]["digest"] == v1.digest, 240
+    )
+    assert [point for point in seen if point[1] == "Progressing"] == [], seen  # no steps
+    outcome = condition(status, "Promoted")
+    assert outcome["reason"] == "RollbackWindow", outcome
+    records = [(r["digest"], r["outcome"]) for r in status["history"]]
+    assert records == [(v2.digest, "Promoted"), (v1.digest, "Promoted")], status["history"]
+    c.numbers["rollback window: seconds until every client is on v1 again"] = live.moved(
+        going_back, is_("stable", v1.version), timeout=180
+    )
+    assert "rollbackWindow" in kubectl_mlops(c.cluster, c.namespace, "history", name)
+    c.numbers["rollback window: failed answers (seconds after going back, code)"] = [
+        (round(a.at - going_back, 2), a.code) for a in live.errors(going_back)
+    ]
     live.stop()

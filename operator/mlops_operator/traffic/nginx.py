@@ -8,6 +8,11 @@
 - feedback: sent to the variant that remembers the request id (tried in turn, a 404 moves
   on), and in shadow copied to the canary too, so each variant's online accuracy counts;
   servers a promotion or rollback just retired still get it, for what they predicted;
+- fallback: a prediction nginx cannot get an answer to (a refused connection, an upstream
+  gone mid-request: nginx's own 502) is sent to the stable servers once, and says so in
+  ``x-mlops-served-by``; a canary Pod restarting, or a NetworkPolicy enforcer that does not
+  know a new router Pod yet, costs the client nothing (the real-node quickstart saw one 502
+  of a router Pod just started that reached the stable servers but not yet the canary's);
 - the proof (traffic.proof): every proxied request, mirrored ones too, carries the header
   ``X-Mlops-Router`` from the included snippet file (a Secret, never this configuration);
   a client's own copy is always overwritten, or dropped when there is no snippet.
@@ -32,6 +37,7 @@ READY_PATH = "/mlops-router/ready"
 only once its connections get through (the NetworkPolicy enforcer may not know its address
 yet: the real-node soak counted 502s from router Pods just started)."""
 FEEDBACK_PATH = "^/v2/models/[^/]+(/versions/[^/]+)?/feedback$"
+FALLBACK_LOCATION = "@mlops_stable_fallback"
 """Feedback reaches the variant that made the prediction, without the client naming it."""
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -211,7 +217,16 @@ def render(config: NginxConfig) -> str:
     ]
     if split.mirror:
         lines += ["            mirror /_mlops_mirror;", "            mirror_request_body on;"]
-    lines += ["            proxy_pass http://mlops_$mlops_variant;", "        }"]
+    lines += [
+        f"            error_page 502 = {FALLBACK_LOCATION};",
+        "            proxy_pass http://mlops_$mlops_variant;",
+        "        }",
+        "",
+        f"        location {FALLBACK_LOCATION} {{",
+        f"            add_header {VARIANT_HEADER} stable always;",
+        "            proxy_pass http://mlops_stable;",
+        "        }",
+    ]
     if split.mirror:
         lines += [
             "",
