@@ -15,15 +15,20 @@ import pytest
 from kubernetes import client
 
 from tests.component.servers import Server, infer, model_server
-from tests.component.shadow_models import Models, fit_shadow_models, reference_env
+from tests.component.shadow_models import (
+    MIN_AGREEMENT,
+    SHADOWS,
+    Models,
+    fit_shadow_models,
+    reference_env,
+    shadow_deployment,
+)
 
 from .harness import Cluster, wait_for
 from .operator_runner import OperatorProcess, loopback_operator
 
 GROUP, VERSION = "mlops.dev", "v1alpha1"
 NAMESPACE = "shadow-e2e"
-SHADOWS = ("agreeing", "shuffled")
-MIN_AGREEMENT = 0.9
 
 
 @pytest.fixture(scope="module")
@@ -60,24 +65,9 @@ def manifest(name: str, models: Models) -> dict[str, Any]:
         uri, digest = models.artifacts[which]
         return {"uri": "file://" + uri, "digest": digest}
 
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "stable": {"model": model("stable")},
-            "canary": {"model": model(name)},
-            "strategy": "shadow",
-            "traffic": {"interval": "2s"},
-            "analysis": {
-                "minRequests": 20,
-                "maxErrorRateIncrease": 0.01,
-                "maxLatencyP99Ratio": 50,  # loopback on a shared machine: a sanity bound only
-                "minAgreement": MIN_AGREEMENT,
-                "failureLimit": 2,
-            },
-        },
-    }
+    found = shadow_deployment(name, model)
+    found["metadata"]["namespace"] = NAMESPACE
+    return found
 
 
 def mirrored(servers: dict[str, Server], models: Models, stop: threading.Event) -> None:

@@ -4,6 +4,7 @@ agrees about as often as chance)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,3 +47,30 @@ def reference_env(models: Models) -> dict[str, str]:
     """What the operator gives a shadow's servers: the stable model as their reference."""
     uri, digest = models.artifacts["stable"]
     return {"MLOPS_REFERENCE_MODEL_URI": uri, "MLOPS_REFERENCE_MODEL_DIGEST": digest}
+
+
+MIN_AGREEMENT = 0.9
+SHADOWS = ("agreeing", "shuffled")
+
+
+def shadow_deployment(name: str, model: Callable[[str], dict[str, str]]) -> dict[str, Any]:
+    """A ModelDeployment that judges the shadow ``name`` against the stable model on its
+    agreement; ``model(which)`` is the spec.model of stable and of each shadow."""
+    return {
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "stable": {"model": model("stable")},
+            "canary": {"model": model(name)},
+            "strategy": "shadow",
+            "traffic": {"interval": "2s"},
+            "analysis": {
+                "minRequests": 20,
+                "maxErrorRateIncrease": 0.01,
+                "maxLatencyP99Ratio": 50,  # a shared 2-core machine: a sanity bound only
+                "minAgreement": MIN_AGREEMENT,
+                "failureLimit": 2,
+            },
+        },
+    }

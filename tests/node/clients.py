@@ -9,15 +9,17 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sklearn.datasets import load_breast_cancer
 
 from mlops_operator.traffic.split import VARIANT_HEADER
-from tests.cluster.harness import wait_for
+from tests.cluster.harness import Cluster, wait_for
+from tests.cluster.rollouts import Rollouts
 
 from .chart import Release
+from .realnode import RealNode, pod_logs
 
 HOLD = 4.0
 """Seconds every answer must keep to a state for the clients to have moved to it."""
@@ -160,3 +162,61 @@ def started(release: Release, name: str, **options: Any) -> Client:
     found.start()
     wait_for(f"{name}'s router answering", lambda: any(a.code == 200 for a in found.answers), 120)
     return found
+
+
+@dataclass
+class Installation:
+    """The chart installation a node module shares: the ModelDeployments' rollouts, the
+    clients the tests started and the numbers they measured."""
+
+    release: Release
+    rollouts: Rollouts
+    clients: list[Client] = field(default_factory=list, kw_only=True)
+    numbers: dict[str, Any] = field(default_factory=dict, kw_only=True)
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.release.cluster
+
+    @property
+    def namespace(self) -> str:
+        return self.release.watch
+
+    def client(self, name: str, **options: Any) -> Client:
+        """A started client of the ModelDeployment's router, once it answers 200."""
+        found = started(self.release, name, **options)
+        self.clients.append(found)
+        return found
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.rollouts.read(name).get("status") or {})
+
+
+def tear_down(
+    release: Release,
+    node: RealNode,
+    found: Installation | None,
+    *,
+    prefix: str,
+    label: str,
+    started: float,
+) -> None:
+    """The end of a module's installation: its clients stopped; every Pod's log and the
+    module's numbers in the node's directory (``<prefix>-pods-<namespace>.json``,
+    ``<prefix>-numbers.json``), the numbers printed too; the chart uninstalled (left in place
+    when a step failed, to be looked at); the namespaces deleted; ``<label>: total`` timed."""
+    for running in found.clients if found else ():
+        running.stop()
+    cluster = release.cluster
+    for namespace in (release.watch, release.namespace):
+        (node.root / f"{prefix}-pods-{namespace}.json").write_text(
+            json.dumps(pod_logs(cluster.core, namespace), indent=1)
+        )
+    if found is not None:
+        (node.root / f"{prefix}-numbers.json").write_text(json.dumps(found.numbers, indent=1))
+        print(f"\n{label} on the real node: {json.dumps(found.numbers, indent=1)}")
+    if not release.failed:
+        release.run("uninstall")
+    for namespace in (release.watch, release.namespace):
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    node.e2e_timings[f"{label}: total"] = round(time.monotonic() - started, 1)

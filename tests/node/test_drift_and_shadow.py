@@ -23,7 +23,7 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,43 +36,27 @@ from mlops_operator.objects import LABEL_SCHEDULED_BY, LABEL_TRAININGJOB
 from tests.cluster.harness import REPO, Cluster, wait_for
 from tests.cluster.rollouts import Rollouts, condition, promoted
 from tests.cluster.test_drift_retraining import DRIFTED_ROW
-from tests.component.shadow_models import Models, fit_shadow_models
+from tests.component.shadow_models import (
+    MIN_AGREEMENT,
+    SHADOWS,
+    Models,
+    fit_shadow_models,
+    shadow_deployment,
+)
 
 from .chart import Release
-from .clients import Client, is_, started
-from .realnode import RealNode, pod_logs
+from .clients import Installation, is_, tear_down
+from .realnode import RealNode
 
 GROUP, VERSION = "mlops.dev", "v1alpha1"
 EXAMPLE = REPO / "examples" / "drift-retrain"
 MDEP, PARENT = "iris", "iris-train"  # the example's
-SHADOWS = ("agreeing", "shuffled")
-MIN_AGREEMENT = 0.9
 
 
 @dataclass
-class Lab:
-    release: Release
-    rollouts: Rollouts
+class Lab(Installation):
     shadows: Models
     claim: str
-    clients: list[Client] = field(default_factory=list)
-    numbers: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def cluster(self) -> Cluster:
-        return self.release.cluster
-
-    @property
-    def namespace(self) -> str:
-        return self.release.watch
-
-    def client(self, name: str, **options: Any) -> Client:
-        found = started(self.release, name, **options)
-        self.clients.append(found)
-        return found
-
-    def status(self, name: str) -> dict[str, Any]:
-        return dict(self.rollouts.read(name).get("status") or {})
 
     def trainingjob(self, name: str) -> dict[str, Any]:
         found: dict[str, Any] = self.rollouts.custom.get_namespaced_custom_object(
@@ -102,31 +86,14 @@ class Lab:
         return wait_for(f"TrainingJob {name} Succeeded", done, timeout)
 
 
-def shadow(name: str, lab_models: Models, claim: str, store: Path) -> dict[str, Any]:
+def shadow(name: str, models: Models, claim: str, store: Path) -> dict[str, Any]:
     """tests/cluster/test_shadow_analysis.py's shadow, its models pvc:// URIs in the store."""
 
     def model(which: str) -> dict[str, str]:
-        path, digest = lab_models.artifacts[which]
+        path, digest = models.artifacts[which]
         return {"uri": f"pvc://{claim}/{Path(path).relative_to(store)}", "digest": digest}
 
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "stable": {"model": model("stable")},
-            "canary": {"model": model(name)},
-            "strategy": "shadow",
-            "traffic": {"interval": "2s"},
-            "analysis": {
-                "minRequests": 20,
-                "maxErrorRateIncrease": 0.01,
-                "maxLatencyP99Ratio": 50,  # a shared 2-core machine: a sanity bound only
-                "minAgreement": MIN_AGREEMENT,
-                "failureLimit": 2,
-            },
-        },
-    }
+    return shadow_deployment(name, model)
 
 
 @pytest.fixture(scope="module")
@@ -154,22 +121,14 @@ def lab(cluster: Cluster, node: RealNode) -> Iterator[Lab]:
             rollouts.create(shadow(name, found.shadows, found.claim, store))
         yield found
     finally:
-        for running in found.clients if found else ():
-            running.stop()
-        for namespace in (release.watch, release.namespace):
-            (node.root / f"drift-shadow-pods-{namespace}.json").write_text(
-                json.dumps(pod_logs(cluster.core, namespace), indent=1)
-            )
-        if found is not None:
-            (node.root / "drift-shadow-numbers.json").write_text(
-                json.dumps(found.numbers, indent=1)
-            )
-            print(f"\ndrift and shadow on the real node: {json.dumps(found.numbers, indent=1)}")
-        if not release.failed:
-            release.run("uninstall")
-        for namespace in (release.watch, release.namespace):
-            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        node.e2e_timings["drift and shadow: total"] = round(time.monotonic() - started_at, 1)
+        tear_down(
+            release,
+            node,
+            found,
+            prefix="drift-shadow",
+            label="drift and shadow",
+            started=started_at,
+        )
 
 
 def test_drift_retrains_once_and_the_new_model_canaries_and_is_promoted_by_itself(

@@ -39,9 +39,9 @@ from tests.cluster.rollouts import Rollouts, condition, exists, kubectl_mlops, p
 from tests.component.hooks import HookServer, hook_server
 
 from .chart import Release, ready
-from .clients import Client, is_, started
+from .clients import Client, Installation, is_, tear_down
 from .host import NODE_ADDRESS
-from .realnode import RealNode, pod_logs
+from .realnode import RealNode
 
 ABORT_BOUND = 20.0
 """Seconds from `kubectl mlops abort` until every client gets the old variant: the router's
@@ -61,27 +61,9 @@ class Model:
 
 
 @dataclass
-class Control:
-    release: Release
+class Control(Installation):
     hooks: HookServer
-    rollouts: Rollouts
     models: dict[str, Model]
-    clients: list[Client] = field(default_factory=list)
-    numbers: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def cluster(self) -> Cluster:
-        return self.release.cluster
-
-    @property
-    def namespace(self) -> str:
-        return self.release.watch
-
-    def client(self, name: str, **options: Any) -> Client:
-        """A started client of the ModelDeployment's router, once it answers 200."""
-        found = started(self.release, name, **options)
-        self.clients.append(found)
-        return found
 
     def deployment(self, name: str) -> client.V1Deployment | None:
         apps = client.AppsV1Api(self.cluster.api)
@@ -106,9 +88,6 @@ class Control:
             return up if len(up) == count == len(pods) else None
 
         return wait_for(f"{count} {variant} server(s) of {name} Ready", found, 240)
-
-    def status(self, name: str) -> dict[str, Any]:
-        return dict(self.rollouts.read(name).get("status") or {})
 
     def sent_to_all(self, name: str) -> list[tuple[str, int]]:
         """The operator-wide sink's notifications of one ModelDeployment, in arrival order."""
@@ -246,25 +225,17 @@ def control(cluster: Cluster, node: RealNode, hooks: HookServer) -> Iterator[Con
         rollouts = Rollouts(custom, release.watch)
         for body in (bluegreen(), manual(), gated(hooks), hook_fails(hooks), window()):
             rollouts.create(body)
-        found = Control(release, hooks, rollouts, models)
+        found = Control(release, rollouts, hooks, models)
         yield found
     finally:
-        for running in found.clients if found else ():
-            running.stop()
-        for namespace in (release.watch, release.namespace):
-            (node.root / f"rollout-control-pods-{namespace}.json").write_text(
-                json.dumps(pod_logs(cluster.core, namespace), indent=1)
-            )
-        if found is not None:
-            (node.root / "rollout-control-numbers.json").write_text(
-                json.dumps(found.numbers, indent=1)
-            )
-            print(f"\nrollout control on the real node: {json.dumps(found.numbers, indent=1)}")
-        if not release.failed:
-            release.run("uninstall")
-        for namespace in (release.watch, release.namespace):
-            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        node.e2e_timings["rollout control: total"] = round(time.monotonic() - started, 1)
+        tear_down(
+            release,
+            node,
+            found,
+            prefix="rollout-control",
+            label="rollout control",
+            started=started,
+        )
 
 
 @dataclass
