@@ -115,11 +115,19 @@ def post(path, body, headers={}):
                                      {"Content-Type": "application/json", **headers})
     with urllib.request.urlopen(request, timeout=5) as response:
         return response.headers, json.loads(response.read())
+def body(row):
+    return {"inputs": [{"name": "x", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
+for attempt in range(60):  # a new Pod may start before the network plugin admits it
+    try:
+        post("/infer", body(rows[0]))
+        break
+    except OSError as error:
+        print("waiting for the router:", error, flush=True)
+        time.sleep(1)
 while True:
     row, truth = rows[sent % len(rows)], truths[sent % len(rows)]
-    body = {"inputs": [{"name": "x", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
     try:
-        _, answer = post("/infer", body)
+        _, answer = post("/infer", body(row))
         post("/feedback", {"id": answer["id"], "truth": [truth]}, token)
     except Exception as error:
         failed += 1
