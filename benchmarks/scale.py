@@ -11,7 +11,11 @@ as its ServiceAccount under the chart's RBAC rules:
 - API requests per minute once everything is idle, counted by the API server's audit log
   (every request the operator's ServiceAccount makes: kopf's watches and patches too);
 - the requests it took to get there: from the first create until every ModelDeployment is
-  Ready, per ModelDeployment + TrainingJob pair, by verb and resource (in the JSON).
+  Ready, per ModelDeployment + TrainingJob pair, by verb and resource (in the JSON);
+- where the machine's CPU went while creating: seconds per component (the API server, etcd,
+  the controller-manager, the scheduler, kwok, the operator);
+- the floor: the same objects the operator made (children and Jobs), created on another fresh
+  control plane by 16 clients with no operator: what this machine's API server can do.
 
     python -m benchmarks.scale --sizes 100,500,1000
 """
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client, config, utils
 
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.harness import KWOK_NODE_SELECTOR, Cluster, find_binaries, wait_for
@@ -56,6 +60,11 @@ NODES = 4
 PODS_PER_NODE = 2000
 DIGEST = "sha256:" + "ab" * 32
 IDLE_WINDOW = 60.0
+CLIENTS = 16
+"""Threads that create the ModelDeployments and TrainingJobs, and the floor's objects."""
+CHILD_KINDS = ("Service", "ConfigMap", "Deployment", "PodDisruptionBudget", "Job")
+SERVICE_IPS = ("clusterIP", "clusterIPs")
+JOB_CONTROLLER_LABELS = ("controller-uid", "job-name")
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
 
 
@@ -73,6 +82,9 @@ class Result:
     idle_requests_by_verb: dict[str, int]
     creating_requests: int
     creating_requests_by_resource: dict[str, int]
+    cpu_s_by_component: dict[str, float]
+    floor_objects: int = 0
+    floor_s: float = float("nan")
 
 
 def modeldeployment(i: int) -> dict[str, Any]:
@@ -113,7 +125,7 @@ def node(name: str) -> dict[str, Any]:
 
 
 @contextmanager
-def control_plane(root: Path) -> Iterator[tuple[Cluster, Path]]:
+def control_plane(root: Path) -> Iterator[tuple[Cluster, ControlPlane]]:
     """A fresh control plane; its audit log has every request of the operator's account."""
     cache = find_binaries()
     root.mkdir(parents=True, exist_ok=True)
@@ -121,7 +133,7 @@ def control_plane(root: Path) -> Iterator[tuple[Cluster, Path]]:
     plane.start()
     try:
         api = config.new_client_from_config(config_file=str(plane.admin_kubeconfig))
-        yield Cluster(plane.admin_kubeconfig, api, True, root, cache, plane.pki), plane.audit_log
+        yield Cluster(plane.admin_kubeconfig, api, True, root, cache, plane.pki), plane
         api.close()
     finally:
         plane.stop()
@@ -145,7 +157,7 @@ def prepare(cluster: Cluster) -> Path:
 
 
 class Usage:
-    """The operator process's CPU seconds and peak RSS, from /proc."""
+    """A process's CPU seconds and peak RSS, from /proc."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -174,8 +186,50 @@ def create_all(cluster: Cluster, n: int) -> None:
         custom.create_namespaced_custom_object("mlops.dev", "v1alpha1", NAMESPACE, plural, body)
 
     bodies = [b for i in range(n) for b in (modeldeployment(i), trainingjob(i))]
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(create, bodies))
+
+
+def made_by_the_operator(cluster: Cluster) -> list[dict[str, Any]]:
+    """The children and Jobs as the operator made them, as a client would create them."""
+    listed = cluster.kubectl(
+        "get",
+        ",".join(k.lower() for k in CHILD_KINDS),
+        f"--namespace={NAMESPACE}",
+        "--selector=app.kubernetes.io/managed-by=mlops-operator",
+        "--output=json",
+    ).stdout
+    return [bare(item) for item in json.loads(listed)["items"]]
+
+
+def bare(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object without what the API server or a controller set on it (status, uid, owners,
+    a Service's cluster IPs, a Job's selector and the labels the Job controller adds)."""
+    meta, spec = obj["metadata"], dict(obj.get("spec") or {})
+    if obj["kind"] == "Service":
+        spec = {k: v for k, v in spec.items() if k not in SERVICE_IPS}
+    if obj["kind"] == "Job":
+        spec.pop("selector", None)
+        template = spec["template"]["metadata"]
+        template["labels"] = job_labels_out(template.get("labels") or {})
+    kept = {k: meta[k] for k in ("name", "namespace", "annotations") if k in meta}
+    kept["labels"] = job_labels_out(meta.get("labels") or {})
+    body = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": kept}
+    return {**body, **({"data": obj["data"]} if "data" in obj else {"spec": spec})}
+
+
+def job_labels_out(labels: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k.split("/")[-1] not in JOB_CONTROLLER_LABELS}
+
+
+def floor(objects: list[dict[str, Any]], root: Path) -> float:
+    """Seconds to create ``objects`` on a fresh control plane, by CLIENTS threads."""
+    with control_plane(root) as (cluster, _):
+        prepare(cluster)
+        started = time.time()
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(lambda o: utils.create_from_dict(cluster.api, o), objects))
+        return time.time() - started
 
 
 def ready_count(custom: client.CustomObjectsApi) -> int:
@@ -228,8 +282,10 @@ def by_verb(found: collections.Counter[str]) -> dict[str, int]:
     return dict(verbs)
 
 
-def run(n: int, root: Path, tick: float) -> Result:
-    with control_plane(root) as (cluster, audit):
+def run(n: int, root: Path, tick: float) -> tuple[list[dict[str, Any]], Result]:
+    """The objects the operator made, and what it took."""
+    with control_plane(root) as (cluster, plane):
+        audit = plane.audit_log
         kubeconfig = prepare(cluster)
         operator = OperatorProcess(
             kubeconfig, root, settings={"MLOPS_ANALYSIS_TICK_SECONDS": str(tick)}
@@ -238,9 +294,12 @@ def run(n: int, root: Path, tick: float) -> Result:
         try:
             assert operator.process is not None
             usage = Usage(operator.process.popen.pid)
+            components = {p.name: Usage(p.popen.pid) for p in plane.processes}
+            components["operator"] = usage
             apps, batch = client.AppsV1Api(cluster.api), client.BatchV1Api(cluster.api)
             custom = client.CustomObjectsApi(cluster.api)
             cpu0, t0 = usage.cpu(), time.time()
+            component_cpu0 = {name: u.cpu() for name, u in components.items()}
             create_all(cluster, n)
             print(f"  N={n}: created in {time.time() - t0:.1f} s", file=sys.stderr)
             done: dict[str, float] = {}
@@ -267,6 +326,9 @@ def run(n: int, root: Path, tick: float) -> Result:
                 time.sleep(1)
             busy_end = time.time()
             busy_cpu = (usage.cpu() - cpu0) / max(busy_end - t0, 1) * 60
+            by_component = {
+                name: round(u.cpu() - component_cpu0[name], 1) for name, u in components.items()
+            }
             time.sleep(15)  # the last status writes and watch events settle
             idle_cpu0, idle_t0 = usage.cpu(), time.time()
             time.sleep(IDLE_WINDOW)
@@ -275,7 +337,7 @@ def run(n: int, root: Path, tick: float) -> Result:
             time.sleep(2)  # the audit log is written asynchronously
             verbs = by_verb(audit_lines(audit, idle_t0, idle_t1))
             creating = audit_lines(audit, t0, t0 + done.get("ready", busy_end - t0))
-            return Result(
+            result = Result(
                 n=n,
                 children_s=done.get("children", float("inf")),
                 jobs_s=done.get("jobs", float("inf")),
@@ -288,7 +350,9 @@ def run(n: int, root: Path, tick: float) -> Result:
                 idle_requests_by_verb=verbs,
                 creating_requests=sum(creating.values()),
                 creating_requests_by_resource=dict(creating.most_common()),
+                cpu_s_by_component=by_component,
             )
+            return made_by_the_operator(cluster), result
         finally:
             operator.stop()
 
@@ -302,6 +366,11 @@ def table(results: list[Result]) -> str:
             "  of which the cluster: Deployment Available, median (s)",
             lambda r: f"{r.deployment_available_s:.1f}",
         ),
+        (
+            f"the floor: the same objects by {CLIENTS} clients, no operator (s)",
+            lambda r: f"{r.floor_s:.1f} ({r.floor_objects} objects)",
+        ),
+        ("operator / floor", lambda r: f"{r.children_s / r.floor_s:.1f}x"),
         ("operator peak RSS (MiB)", lambda r: f"{r.peak_rss_mib:.0f}"),
         ("operator CPU while creating (s/min)", lambda r: f"{r.cpu_s_per_min_busy:.1f}"),
         ("operator CPU, idle (s/min)", lambda r: f"{r.cpu_s_per_min_idle:.2f}"),
@@ -313,6 +382,10 @@ def table(results: list[Result]) -> str:
         (
             "API requests until all Ready, per MD + TJ",
             lambda r: f"{r.creating_requests / r.n:.1f}",
+        ),
+        (
+            "CPU while creating, by component (s)",
+            lambda r: ", ".join(f"{k} {v:.0f}" for k, v in r.cpu_s_by_component.items()),
         ),
     ]
     head = "| | " + " | ".join(f"{r.n} MD + {r.n} TJ" for r in results) + " |"
@@ -342,7 +415,11 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         root = Path(tempfile.mkdtemp(prefix=f"mlops-scale-{n}-"))
         try:
-            results.append(run(n, root, args.tick))
+            made, result = run(n, root, args.tick)
+            result.floor_objects = len(made)
+            result.floor_s = floor(made, root / "floor")
+            print(f"  N={n}: the floor: {result.floor_s:.1f} s", file=sys.stderr)
+            results.append(result)
         finally:
             if args.keep:
                 print(f"  N={n}: kept {root}", file=sys.stderr)

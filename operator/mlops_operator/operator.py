@@ -99,7 +99,9 @@ def tune(settings: kopf.OperatorSettings) -> None:
     for group, version, plural in CHILD_RESOURCES:
         api_version = f"{group}/{version}" if group else version
         settings.watching.label_selectors[api_version, plural] = CHILD_SELECTOR
-    settings.posting.level = logging.INFO
+    # Events are what the controllers post themselves (kopf.event): not kopf's routine
+    # "Handler succeeded" of every pass, two writes per object that nobody reads.
+    settings.posting.level = logging.WARNING
     settings.execution.max_workers = WORKERS
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
